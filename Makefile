@@ -1,0 +1,39 @@
+# Everyday targets. `make setup` prepares a fresh Debian machine (as root).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test unit lint demo bench bench-quick shim clean sweep
+
+setup:
+	bash scripts/setup
+
+test:
+	$(VENV)/bin/pytest -n 2
+
+unit:
+	$(VENV)/bin/pytest tests/unit -q
+
+lint:
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+demo:
+	$(VENV)/bin/multihome demo
+
+bench:
+	$(PY) -m bench
+
+bench-quick:
+	$(PY) -m bench --quick
+
+shim:
+	$(MAKE) -C shim
+
+# Removes namespaces and links that an interrupted test run left behind.
+sweep:
+	$(PY) -m multihome.testing.lab sweep
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
