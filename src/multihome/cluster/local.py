@@ -1,0 +1,106 @@
+"""Pods and NADs from a directory of manifests, as `kubectl apply -f DIR` would take them.
+
+The embedded default source (config key ``manifestDir``): the demo, podman
+or containerd hosts without Kubernetes, and offline ``lint``/``explain`` use
+it.  Every ``*.yaml``, ``*.yml`` and ``*.json`` file directly in the
+directory is read (several documents per file, ``List`` kinds too) on each
+request, so an edit shows at the next CNI call.  What the engine reports
+goes into the same directory, where people and tests can read it:
+
+* ``status/<namespace>.<pod>.json``: the network-status annotation value;
+* ``events.jsonl``: one JSON event per line, the newest last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .source import EventType, Object, pod_key
+
+_SUFFIXES = (".yaml", ".yml", ".json")
+_NAD_KINDS = {"NetworkAttachmentDefinition", "network-attachment-definition"}
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read; the message names the file."""
+
+
+class LocalSource:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def objects(self) -> list[Object]:
+        """Every object in the directory, in file-name order."""
+        out: list[Object] = []
+        try:
+            files = sorted(p for p in self.directory.iterdir() if p.suffix in _SUFFIXES)
+        except FileNotFoundError as err:
+            raise ManifestError(f"manifest directory {self.directory} does not exist") from err
+        for path in files:
+            try:
+                docs = list(yaml.safe_load_all(path.read_text()))
+            except (OSError, yaml.YAMLError) as err:
+                raise ManifestError(f"cannot read manifest {path}: {err}") from err
+            for doc in docs:
+                if isinstance(doc, dict) and doc.get("kind") == "List":
+                    out.extend(i for i in doc.get("items") or [] if isinstance(i, dict))
+                elif isinstance(doc, dict):
+                    out.append(doc)
+        return out
+
+    def _find(self, kinds: set[str], namespace: str, name: str) -> Object | None:
+        for obj in self.objects():
+            if obj.get("kind") in kinds and pod_key(obj) == (namespace, name):
+                return obj
+        return None
+
+    async def get_pod(self, namespace: str, name: str, *, uid: str = "") -> Object | None:
+        return self._find({"Pod"}, namespace, name)
+
+    async def get_nad(self, namespace: str, name: str) -> Object | None:
+        return self._find(_NAD_KINDS, namespace, name)
+
+    def status_path(self, namespace: str, name: str) -> Path:
+        return self.directory / "status" / f"{namespace}.{name}.json"
+
+    async def set_network_status(self, pod: Object, status: str | None) -> None:
+        path = self.status_path(*pod_key(pod))
+        if status is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(status)
+        tmp.replace(path)
+
+    async def emit_event(self, pod: Object, *, type: EventType, reason: str, message: str) -> None:
+        namespace, name = pod_key(pod)
+        event = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "namespace": namespace,
+            "pod": name,
+            "type": type,
+            "reason": reason,
+            "message": message,
+        }
+        with open(self.directory / "events.jsonl", "a") as handle:
+            handle.write(json.dumps(event) + "\n")
+
+    def events(self) -> list[dict[str, Any]]:
+        try:
+            lines = (self.directory / "events.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def network_status(self, namespace: str, name: str) -> list[dict[str, Any]] | None:
+        try:
+            return json.loads(self.status_path(namespace, name).read_text())  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return None
