@@ -30,7 +30,9 @@ def testing() -> None:
     """Tools for tests, benchmarks and the demo."""
 
 
-@testing.command("apiserver", context_settings={"ignore_unknown_options": True})
+@testing.command(
+    "apiserver", context_settings={"ignore_unknown_options": True}, add_help_option=False
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def testing_apiserver(args: tuple[str, ...]) -> None:
     """Run the Kubernetes API double (see `--help` of the double)."""
