@@ -80,7 +80,11 @@ class CacheRecord:
                 "netns": self.netns,
                 "ifname": self.ifname,
                 "cniVersion": self.cni_version,
-                "pod": {"namespace": self.pod_namespace, "name": self.pod_name, "uid": self.pod_uid},
+                "pod": {
+                    "namespace": self.pod_namespace,
+                    "name": self.pod_name,
+                    "uid": self.pod_uid,
+                },
                 "attachments": [a.to_dict() for a in self.attachments],
             },
             indent=1,
@@ -154,7 +158,9 @@ class AttachmentCache:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return []
-        return sorted(n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith("."))
+        return sorted(
+            n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith(".")
+        )
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,0 +1,661 @@
+"""The attach engine: every network a pod asks for, or none.
+
+One `Engine` serves the CNI commands for pods.  ADD plans the attachments
+(`multihome.networks.attachment.plan_pod`), stops before any plugin runs if
+the plan has errors, records the plan in the attachment cache, runs the
+cluster network and then the other networks (in parallel when configured),
+checks that each network gave what was asked for, moves default routes, and
+reports.  Every delegate that started is deleted again, in reverse order,
+when anything fails: a pod is attached completely or not at all.
+
+DEL works from the attachment cache alone (no API, no NAD), is idempotent,
+and always makes progress.  CHECK checks every attachment, GC deletes cached
+attachments the runtime no longer knows, STATUS asks the cluster network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from multihome.cluster.local import LocalSource, ManifestError
+from multihome.cluster.source import Object, Source
+from multihome.cni import version as versions
+from multihome.cni.config import NetConfList
+from multihome.cni.errors import CNIError, Code
+from multihome.cni.invoking import (
+    Exec,
+    RuntimeConf,
+    add_network_list,
+    check_network_list,
+    default_exec,
+    del_network_list,
+    gc_network_list,
+    status_network_list,
+)
+from multihome.cni.request import Request
+from multihome.cni.result import Interface, IPConfig, Result
+from multihome.networks.attachment import Attachment, PodPlan, plan_pod, referenced_nads
+from multihome.networks.confdir import ConfFiles
+from multihome.networks.config import MultusConfig
+from multihome.networks.findings import Finding, errors, to_cni_error
+from multihome.networks.status import network_statuses, serialise
+from multihome.networks.validation import compare_requested
+
+from . import netlink
+from .cache import AttachmentCache, CachedAttachment, CacheRecord
+from .conffiles import DiskFiles
+
+log = logging.getLogger(__name__)
+
+#: Upstream waits this long for the readiness indicator file on ADD.
+READINESS_WAIT = 45.0
+# Codes of DEL errors worth returning: the runtime retries DEL, and a retry
+# can only help when the failure was transient.
+_RETRYABLE = {Code.TRY_AGAIN_LATER, Code.IO_FAILURE}
+
+
+@dataclass
+class Outcome:
+    """What an ADD produced, for the caller's report (events, metrics, logs)."""
+
+    plan: PodPlan
+    result: Result
+    results: list[Result]
+    findings: list[Finding] = field(default_factory=list)
+    delegate_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Engine:
+    """ADD, DEL, CHECK, GC and STATUS of pods.
+
+    ``source`` gives pods and NADs; without one, the multus config's
+    ``manifestDir`` is used when set, else the pod has only the networks of
+    the config.  ``executor`` runs plugin binaries, ``files`` reads CNI
+    configuration files, ``netns_ops`` reads and changes namespaces: all
+    injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: Source | None = None,
+        executor: Exec | None = None,
+        files: ConfFiles | None = None,
+        cache_dir: str | None = None,
+        on_delegate: Callable[[str, str, float], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.executor = executor or default_exec()
+        self.files = files or DiskFiles()
+        self.cache_dir = cache_dir
+        self.on_delegate = on_delegate
+
+    # -- the request -------------------------------------------------------------------
+    async def handle(self, request: Request) -> str:
+        """Run a request; the text to print on success.  Errors raise `CNIError`."""
+        if request.command == "VERSION":
+            return version_text()
+        config = MultusConfig.parse(request.stdin)
+        for notice in config.notices:
+            log.info("%s", notice)
+        if request.command == "ADD":
+            outcome = await self.add(request, config)
+            return outcome.result.to_json(config.cni_version)
+        if request.command == "DEL":
+            await self.delete(request, config)
+        elif request.command == "CHECK":
+            await self.check(request, config)
+        elif request.command == "GC":
+            await self.gc(request, config)
+        elif request.command == "STATUS":
+            await self.status(request, config)
+        return ""
+
+    def _cache(self, config: MultusConfig) -> AttachmentCache:
+        return AttachmentCache(self.cache_dir or os.path.join(config.cni_dir, "multihome"))
+
+    def _source(self, config: MultusConfig) -> Source | None:
+        if self.source is not None:
+            return self.source
+        if config.manifest_dir:
+            return LocalSource(config.manifest_dir)
+        return None
+
+    def _runtime(self, config: MultusConfig, request: Request, **kw: Any) -> RuntimeConf:
+        return RuntimeConf(
+            container_id=request.container_id,
+            netns=request.netns,
+            cni_path=(config.bin_dir, *request.path),
+            **kw,
+        )
+
+    # -- ADD --------------------------------------------------------------------------
+    async def add(self, request: Request, config: MultusConfig) -> Outcome:
+        await _wait_for_readiness(config.readiness_indicator_file, READINESS_WAIT)
+        source = self._source(config)
+        cache = self._cache(config)
+        stale = cache.load(request.container_id)
+        if stale is not None:
+            # An ADD that died half-way (daemon killed, node rebooted) left its
+            # record: undo it before trying again.
+            log.info("container %s: removing the attachments of an earlier ADD", stale.pod)
+            await self._delete_record(stale, config, keep_failed=False)
+            cache.remove(request.container_id)
+
+        pod = await self._pod(source, request)
+        plan, findings = await self._plan(source, config, request, pod)
+        for item in findings:
+            if item.severity != "error":
+                log.info("%s/%s: %s", plan.namespace, plan.name, item)
+        error = to_cni_error(findings)
+        if error is not None:
+            if source is not None and pod is not None:
+                message = "; ".join(f.message for f in errors(findings))
+                await _quietly(
+                    source.emit_event(
+                        pod, type="Warning", reason="InvalidNetworks", message=message
+                    )
+                )
+            raise error.prefixed(f"pod {plan.namespace}/{plan.name}")
+
+        record = CacheRecord(
+            container_id=request.container_id,
+            netns=request.netns,
+            ifname=request.ifname,
+            cni_version=config.cni_version,
+            pod_namespace=plan.namespace,
+            pod_name=plan.name,
+            pod_uid=plan.uid,
+            attachments=[
+                CachedAttachment(
+                    network=a.name,
+                    ifname=a.ifname,
+                    config=a.conf.text,
+                    cni_args=list(a.cni_args),
+                    capability_args=dict(a.capability_args),
+                    primary=a.is_default,
+                )
+                for a in plan.attachments
+            ],
+        )
+        # Written before anything runs: a crash from here on leaves a record
+        # that DEL (or the next ADD) uses to clean up.
+        cache.save(record)
+        outcome = Outcome(
+            plan=plan, result=Result(config.cni_version), results=[], findings=findings
+        )
+        try:
+            results = await self._add_all(plan, record, config, request, outcome)
+            await self._move_default_routes(plan, request)
+        except BaseException as err:
+            await self._delete_record(record, config, keep_failed=False)
+            cache.remove(request.container_id)
+            if isinstance(err, CNIError) and source is not None and pod is not None:
+                await _quietly(
+                    source.emit_event(pod, type="Warning", reason="AddFailed", message=err.msg)
+                )
+            raise
+        cache.save(record)
+        outcome.results = results
+        outcome.result = next(
+            (r for a, r in zip(plan.attachments, results, strict=True) if a.is_default), results[0]
+        )
+        if source is not None and pod is not None:
+            await self._report(source, pod, plan, results)
+        return outcome
+
+    async def _pod(self, source: Source | None, request: Request) -> Object | None:
+        k8s = request.k8s
+        if source is None or not k8s.name:
+            return None
+        namespace = k8s.namespace or "default"
+        try:
+            pod = await source.get_pod(namespace, k8s.name, uid=k8s.uid)
+        except ManifestError as err:
+            raise CNIError(Code.IO_FAILURE, f"failed to read the manifests: {err}") from err
+        if pod is None:
+            # Upstream answers with a made-up 0.0.0.0/0 result; a pod that does
+            # not exist gets no network, and the runtime is told so.
+            raise CNIError(
+                Code.CONTAINER_UNKNOWN,
+                f"pod {namespace}/{k8s.name} does not exist",
+                "the pod was deleted, or K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS are wrong",
+            )
+        return pod
+
+    async def _plan(
+        self, source: Source | None, config: MultusConfig, request: Request, pod: Object | None
+    ) -> tuple[PodPlan, list[Finding]]:
+        nads: dict[tuple[str, str], Any] = {}
+        if source is not None:
+            wanted = referenced_nads(config=config, pod=pod, namespace=request.k8s.namespace)
+            try:
+                found = await asyncio.gather(*(source.get_nad(ns, name) for ns, name in wanted))
+            except ManifestError as err:
+                raise CNIError(Code.IO_FAILURE, f"failed to read the manifests: {err}") from err
+            nads = dict(zip(wanted, found, strict=True))
+        return plan_pod(
+            config=config,
+            pod=pod,
+            request=request,
+            nads=lambda ns, name: nads.get((ns, name)),
+            files=self.files,
+        )
+
+    async def _add_all(
+        self,
+        plan: PodPlan,
+        record: CacheRecord,
+        config: MultusConfig,
+        request: Request,
+        outcome: Outcome,
+    ) -> list[Result]:
+        results: list[Result | None] = [None] * len(plan.attachments)
+
+        async def one(index: int) -> None:
+            results[index] = await self._add_one(
+                plan, index, record=record, config=config, request=request, outcome=outcome
+            )
+
+        order = list(range(len(plan.attachments)))
+        first = [i for i in order if plan.attachments[i].is_default]
+        rest = [i for i in order if i not in first]
+        for index in first:
+            await one(index)
+        if config.parallel_delegates and len(rest) > 1:
+            limit = config.max_parallel_delegates or len(rest)
+            gate = asyncio.Semaphore(limit)
+
+            async def gated(index: int) -> None:
+                async with gate:
+                    await one(index)
+
+            # Every delegate finishes (or fails) before the caller rolls back,
+            # so none is still running while its undo runs.
+            done = await asyncio.gather(*(gated(i) for i in rest), return_exceptions=True)
+            failures = [d for d in done if isinstance(d, BaseException)]
+            if failures:
+                raise failures[0]
+        else:
+            for index in rest:
+                await one(index)
+        return [r for r in results if r is not None]
+
+    async def _add_one(
+        self,
+        plan: PodPlan,
+        index: int,
+        *,
+        record: CacheRecord,
+        config: MultusConfig,
+        request: Request,
+        outcome: Outcome,
+    ) -> Result:
+        attachment = plan.attachments[index]
+        cached = record.attachments[index]
+        rt = self._runtime(
+            config,
+            request,
+            ifname=attachment.ifname,
+            args=attachment.cni_args,
+            capability_args=dict(attachment.capability_args),
+        )
+        started = time.monotonic()
+        try:
+            result = await add_network_list(attachment.conf, rt, executor=self.executor)
+        except CNIError as err:
+            raise err.prefixed(_where(plan, attachment)) from None
+        finally:
+            elapsed = time.monotonic() - started
+            outcome.delegate_seconds[attachment.name] = elapsed
+            if self.on_delegate is not None:
+                for plugin in attachment.conf.plugins:
+                    self.on_delegate(attachment.name, plugin.type, elapsed)
+        cached.state = "added"
+        cached.result = result.to_dict()
+        await self._verify(plan, attachment, result, request)
+        return result
+
+    async def _verify(
+        self, plan: PodPlan, attachment: Attachment, result: Result, request: Request
+    ) -> None:
+        """Fail the ADD when the network did not give what the pod asked for.
+
+        First by the chain's result, then by the namespace itself: a plugin
+        may report what it was asked for without having done it.
+        """
+        selection = attachment.selection
+        if selection is None or not (selection.mac or selection.ips):
+            return
+        found = errors(compare_requested(selection, result, ifname=attachment.ifname))
+        if not found:
+            observed = await asyncio.to_thread(_observed, request.netns, attachment.ifname)
+            found = errors(compare_requested(selection, observed, ifname=attachment.ifname))
+        if not found:
+            return
+        asked = {"mac"} if selection.mac else set()
+        asked |= {"ips"} if selection.ips else set()
+        missing = sorted(asked - attachment.conf.capabilities)
+        hint = (
+            f"no plugin of {attachment.name} declares the capability {', '.join(missing)}; "
+            "add one that does (tuning for mac, static IPAM for ips) to the NAD's chain"
+            if missing
+            else "a plugin of the chain ignored the request"
+        )
+        raise CNIError(
+            Code.INVALID_NETWORK_CONFIG,
+            f"{_where(plan, attachment)}: " + "; ".join(f.message for f in found),
+            hint,
+        )
+
+    async def _move_default_routes(self, plan: PodPlan, request: Request) -> None:
+        take: list[netlink.DefaultRoute] = []
+        clear: list[tuple[str, int]] = []
+        for attachment in plan.attachments:
+            selection = attachment.selection
+            if selection is None or selection.default_route is None:
+                continue
+            if not selection.default_route:
+                clear += [(attachment.ifname, 4), (attachment.ifname, 6)]
+            take += [netlink.DefaultRoute(attachment.ifname, gw) for gw in selection.default_route]
+        if take or clear:
+            try:
+                await asyncio.to_thread(
+                    netlink.apply_default_routes, request.netns, take=take, clear=clear
+                )
+            except Exception as err:
+                raise CNIError(
+                    Code.IO_FAILURE,
+                    f"pod {plan.namespace}/{plan.name}: failed to set the default routes: {err}",
+                ) from err
+
+    async def _report(
+        self, source: Source, pod: Object, plan: PodPlan, results: Sequence[Result]
+    ) -> None:
+        statuses = []
+        added = []
+        for attachment, result in zip(plan.attachments, results, strict=True):
+            statuses += network_statuses(
+                result,
+                name=attachment.name,
+                default=attachment.is_default,
+                ifname=attachment.ifname,
+            )
+            if result.interfaces or result.ips:
+                ips = [ip.address for ip in result.ips]
+                added.append(f"Add {attachment.ifname} [{' '.join(ips)}] from {attachment.name}")
+        await source.set_network_status(pod, serialise(statuses))
+        if added:
+            await _quietly(
+                source.emit_event(
+                    pod, type="Normal", reason="AddedInterface", message=", ".join(added)
+                )
+            )
+
+    # -- DEL --------------------------------------------------------------------------
+    async def delete(self, request: Request, config: MultusConfig) -> None:
+        cache = self._cache(config)
+        record = cache.load(request.container_id)
+        source = self._source(config)
+        if record is None:
+            record = await self._record_without_cache(request, config, source)
+            if record is None:
+                return
+        record.netns = request.netns or record.netns
+        failed = await self._delete_record(record, config, keep_failed=True)
+        if failed:
+            record.attachments = failed
+            cache.save(record)
+            first = failed[0]
+            raise CNIError(
+                Code.TRY_AGAIN_LATER,
+                f"pod {record.pod}: failed to delete network {first.network!r} ({first.ifname})",
+                "the runtime retries DEL; what failed stays cached until a DEL succeeds",
+            )
+        cache.remove(request.container_id)
+        if source is not None and record.pod_name:
+            with contextlib.suppress(Exception):
+                pod = await source.get_pod(record.pod_namespace, record.pod_name)
+                if pod is not None:
+                    await source.set_network_status(pod, None)
+
+    async def _record_without_cache(
+        self, request: Request, config: MultusConfig, source: Source | None
+    ) -> CacheRecord | None:
+        """What an ADD would have run, when its record is gone (best effort)."""
+        try:
+            pod = await self._pod(source, request) if source is not None else None
+        except CNIError:
+            pod = None
+        try:
+            plan, _ = await self._plan(source if pod is not None else None, config, request, pod)
+        except CNIError as err:
+            log.info(
+                "container %s: nothing cached and no plan (%s): nothing to delete",
+                request.container_id,
+                err,
+            )
+            return None
+        log.info(
+            "container %s: nothing cached, deleting what the configuration names",
+            request.container_id,
+        )
+        return CacheRecord(
+            container_id=request.container_id,
+            netns=request.netns,
+            ifname=request.ifname,
+            cni_version=config.cni_version,
+            pod_namespace=plan.namespace,
+            pod_name=plan.name,
+            attachments=[
+                CachedAttachment(
+                    a.name,
+                    a.ifname,
+                    a.conf.text,
+                    list(a.cni_args),
+                    dict(a.capability_args),
+                    a.is_default,
+                )
+                for a in plan.attachments
+            ],
+        )
+
+    async def _delete_record(
+        self, record: CacheRecord, config: MultusConfig, *, keep_failed: bool
+    ) -> list[CachedAttachment]:
+        """DEL every attachment in reverse order; the ones to retry later."""
+        failed: list[CachedAttachment] = []
+        netns = record.netns if record.netns and os.path.exists(record.netns) else ""
+        for cached in reversed(record.attachments):
+            try:
+                conf = NetConfList.parse(cached.config)
+                prev = Result.parse(cached.result) if cached.result else None
+            except CNIError as err:
+                log.warning(
+                    "pod %s: cannot delete %s: cached config unreadable: %s",
+                    record.pod,
+                    cached.network,
+                    err,
+                )
+                continue
+            rt = RuntimeConf(
+                container_id=record.container_id,
+                netns=netns,
+                ifname=cached.ifname,
+                args=tuple(cached.cni_args),
+                capability_args=cached.capability_args,
+                cni_path=(config.bin_dir, *_cni_path()),
+            )
+            try:
+                await del_network_list(conf, rt, prev_result=prev, executor=self.executor)
+            except CNIError as err:
+                log.warning(
+                    "pod %s: DEL of %s (%s) failed: %s",
+                    record.pod,
+                    cached.network,
+                    cached.ifname,
+                    err,
+                )
+                if keep_failed and err.code in _RETRYABLE:
+                    failed.insert(0, cached)
+        return failed
+
+    # -- CHECK ------------------------------------------------------------------------
+    async def check(self, request: Request, config: MultusConfig) -> None:
+        record = self._cache(config).load(request.container_id)
+        if record is None:
+            raise CNIError(
+                Code.CONTAINER_UNKNOWN,
+                f"container {request.container_id} has no attachments cached on this node",
+                "CHECK needs a successful ADD first",
+            )
+        links = await asyncio.to_thread(netlink.read_links, request.netns)
+        for cached in record.attachments:
+            where = f"pod {record.pod}: network {cached.network!r} ({cached.ifname})"
+            conf = NetConfList.parse(cached.config)
+            prev = Result.parse(cached.result) if cached.result else None
+            sandboxed = (
+                prev is None or any(i.sandbox for i in prev.interfaces) or not prev.interfaces
+            )
+            if sandboxed and prev is not None and prev.interfaces and cached.ifname not in links:
+                raise CNIError(
+                    Code.IO_FAILURE,
+                    f"{where}: interface {cached.ifname} is missing from {request.netns}",
+                    "delete and recreate the pod; something removed the interface",
+                )
+            if not versions.allows_check(conf.cni_version):
+                continue
+            rt = RuntimeConf(
+                container_id=record.container_id,
+                netns=request.netns,
+                ifname=cached.ifname,
+                args=tuple(cached.cni_args),
+                capability_args=cached.capability_args,
+                cni_path=(config.bin_dir, *request.path),
+            )
+            try:
+                await check_network_list(conf, rt, prev_result=prev, executor=self.executor)
+            except CNIError as err:
+                raise err.prefixed(where) from None
+
+    # -- GC and STATUS ------------------------------------------------------------------
+    async def gc(self, request: Request, config: MultusConfig) -> None:
+        raw = config.raw
+        valid_list = raw.get("cni.dev/valid-attachments") if raw is not None else None
+        if not isinstance(valid_list, list):
+            raise CNIError(
+                Code.INVALID_NETWORK_CONFIG,
+                "GC needs 'cni.dev/valid-attachments' in the configuration",
+                'a list of {"containerID": ..., "ifname": ...} objects, as the runtime sends it',
+            )
+        valid = {
+            (str(a.get("containerID", "")), str(a.get("ifname", "")))
+            for a in valid_list
+            if isinstance(a, dict)
+        }
+        live = {cid for cid, _ in valid}
+        cache = self._cache(config)
+        for container_id in cache.container_ids():
+            if container_id in live:
+                continue
+            record = cache.load(container_id)
+            if record is None:
+                continue
+            log.info(
+                "GC: container %s (pod %s) is gone: deleting its attachments",
+                container_id,
+                record.pod,
+            )
+            failed = await self._delete_record(record, config, keep_failed=True)
+            if failed:
+                record.attachments = failed
+                cache.save(record)
+            else:
+                cache.remove(container_id)
+        cluster = await self._cluster_network(request, config)
+        if cluster is not None:
+            await gc_network_list(
+                cluster.conf,
+                valid_attachments=sorted(valid),
+                cni_path=(config.bin_dir, *request.path),
+                executor=self.executor,
+            )
+
+    async def status(self, request: Request, config: MultusConfig) -> None:
+        await _wait_for_readiness(config.readiness_indicator_file, READINESS_WAIT)
+        cluster = await self._cluster_network(request, config)
+        if cluster is not None:
+            await status_network_list(
+                cluster.conf, cni_path=(config.bin_dir, *request.path), executor=self.executor
+            )
+
+    async def _cluster_network(self, request: Request, config: MultusConfig) -> Attachment | None:
+        source = self._source(config)
+        plan, findings = await self._plan(
+            source, config, dataclasses.replace(request, ifname=request.ifname or "eth0"), None
+        )
+        if plan.cluster_network is None:
+            error = to_cni_error(findings)
+            if error is not None:
+                raise error
+        return plan.cluster_network
+
+
+def _observed(netns: str, ifname: str) -> Result:
+    """The interface as the namespace shows it, in the shape of a result."""
+    link = netlink.read_links(netns).get(ifname)
+    if link is None:
+        return Result(versions.LATEST)
+    return Result(
+        versions.LATEST,
+        interfaces=(Interface(name=ifname, mac=link.mac, sandbox=netns),),
+        ips=tuple(IPConfig(address=a, interface=0) for a in link.addresses),
+    )
+
+
+def version_text() -> str:
+    return json.dumps({"cniVersion": versions.LATEST, "supportedVersions": list(versions.ALL)})
+
+
+def _where(plan: PodPlan, attachment: Attachment) -> str:
+    return (
+        f"pod {plan.namespace}/{plan.name}: failed to add network {attachment.name!r} "
+        f"as {attachment.ifname}"
+    )
+
+
+def _cni_path() -> tuple[str, ...]:
+    return tuple(p for p in os.environ.get("CNI_PATH", "").split(":") if p)
+
+
+async def _quietly(awaitable: Awaitable[None]) -> None:
+    """Reports never fail the operation they report on."""
+    try:
+        await awaitable
+    except Exception as err:
+        log.warning("could not report to the cluster: %s", err)
+
+
+async def _wait_for_readiness(path: str, timeout: float) -> None:
+    if not path:
+        return
+    target = Path(path)
+    deadline = time.monotonic() + timeout
+    while not target.exists():
+        if time.monotonic() >= deadline:
+            raise CNIError(
+                Code.TRY_AGAIN_LATER,
+                f"the cluster network is not ready: readiness indicator file {path} does not exist",
+                f"waited {timeout:.0f} s; is the cluster network's own pod running on this node?",
+            )
+        await asyncio.sleep(0.5)

@@ -1,0 +1,68 @@
+"""`multihome-cni`: the engine as a one-shot CNI plugin (thin mode).
+
+For hosts with Python and for use without Kubernetes: the runtime execs this
+like any CNI plugin, with a ``00-multus.conf``-style configuration on stdin.
+Pods and NADs come from ``manifestDir`` (or nowhere: then a pod gets the
+networks of the configuration only).
+
+The import path is kept short on purpose (measured with ``python -X
+importtime -m multihome.thin``): no aiohttp, no prometheus, no click, and
+pyroute2 only when a pod asks for default routes or checked addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import BinaryIO, TextIO
+
+from .cni.errors import CNIError, Code
+from .cni.request import Request
+
+
+def run(
+    environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO
+) -> int:
+    """One CNI call: the exit code; the result or the error JSON goes to ``stdout``."""
+    logging.basicConfig(
+        stream=stderr, level=logging.WARNING, format="multihome-cni %(levelname)s %(message)s"
+    )
+    cni_version = "1.0.0"
+    try:
+        request = Request.from_env(environ, stdin.read())
+        cni_version = _version_of(request.stdin) or cni_version
+        from .engine.engine import Engine
+
+        out = asyncio.run(Engine().handle(request))
+    except CNIError as err:
+        stdout.write(err.to_json(cni_version) + "\n")
+        return 1
+    except Exception as err:  # the last line of defence: never a traceback for a user
+        logging.getLogger("multihome").exception("internal error")
+        stdout.write(CNIError(Code.INTERNAL, f"internal error: {err}").to_json(cni_version) + "\n")
+        return 1
+    if out:
+        stdout.write(out + "\n")
+    return 0
+
+
+def _version_of(stdin: bytes) -> str:
+    """The configuration's cniVersion, for the error JSON, if it can be read at all."""
+    import json
+
+    try:
+        value = json.loads(stdin).get("cniVersion")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def main() -> None:
+    sys.exit(run(os.environ, sys.stdin.buffer, sys.stdout, sys.stderr))
+
+
+if __name__ == "__main__":
+    main()
