@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -33,6 +34,8 @@ from multihome.cni.result import Result
 from .lab import CNI_BIN_DIR, Lab, Netns
 
 Mode = Literal["engine", "thin", "shim"]
+# Pod numbers are unique in the process, so several worlds can share a lab.
+_POD_NUMBERS = itertools.count(1)
 
 
 @dataclass
@@ -97,7 +100,6 @@ class World:
         }
         if socket_dir:
             self.config["daemonSocketDir"] = socket_dir
-        self._pods = 0
 
     # -- the node's networks ------------------------------------------------------------
     def _cluster_network(self) -> dict[str, Any]:
@@ -189,7 +191,7 @@ class World:
         namespace: str = "default",
     ) -> Sandbox:
         """Write the Pod manifest and make its sandbox namespace."""
-        self._pods += 1
+        number = next(_POD_NUMBERS)
         annotations = {}
         if networks is not None:
             annotations["k8s.v1.cni.cncf.io/networks"] = (
@@ -203,8 +205,8 @@ class World:
             "spec": {"containers": [{"name": "app", "image": "busybox"}]},
         }
         (self.manifests / f"pod-{namespace}-{name}.json").write_text(json.dumps(doc, indent=1))
-        netns = self.lab.netns(f"pod{self._pods}")
-        return Sandbox(name, namespace, netns, f"{self.lab.prefix}c{self._pods:04d}", uid)
+        netns = self.lab.netns(f"pod{number}")
+        return Sandbox(name, namespace, netns, f"{self.lab.prefix}c{number:06d}", uid)
 
     def delete_pod(self, sandbox: Sandbox) -> None:
         (self.manifests / f"pod-{sandbox.namespace}-{sandbox.pod}.json").unlink()
