@@ -22,7 +22,9 @@ def cli() -> None:
 @cli.command()
 def demo() -> None:
     """Build a small lab in network namespaces and attach a pod to a LAN, step by step."""
-    click.echo("multihome demo: not yet — the attach engine and the demo land with issue #4.")
+    from . import demo as the_demo
+
+    sys.exit(the_demo.run())
 
 
 @cli.group()

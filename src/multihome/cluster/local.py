@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .source import EventType, Object, pod_key
 
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -37,6 +35,8 @@ class LocalSource:
 
     def objects(self) -> list[Object]:
         """Every object in the directory, in file-name order."""
+        import yaml  # only when manifests are read: the thin plugin's import path stays short
+
         out: list[Object] = []
         try:
             files = sorted(p for p in self.directory.iterdir() if p.suffix in _SUFFIXES)
