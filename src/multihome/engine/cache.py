@@ -22,8 +22,10 @@ from typing import Any, Literal
 log = logging.getLogger(__name__)
 
 KIND = "multihomeAttachmentsV1"
-#: "adding": the delegate may have run (partially); DEL must run it anyway.
-State = Literal["adding", "added"]
+#: "planned": not started in this process; "adding": started, may be half
+#: done; "added": done.  After a crash every state is unknown, and DEL runs
+#: them all: a DEL of something never added is harmless.
+State = Literal["planned", "adding", "added"]
 
 
 @dataclass
@@ -34,7 +36,7 @@ class CachedAttachment:
     cni_args: list[tuple[str, str]]
     capability_args: dict[str, Any]
     primary: bool = False
-    state: State = "adding"
+    state: State = "planned"
     result: dict[str, Any] | None = None
 
     @classmethod
@@ -46,7 +48,7 @@ class CachedAttachment:
             cni_args=[(str(k), str(v)) for k, v in data.get("cniArgs", [])],
             capability_args=dict(data.get("capabilityArgs", {})),
             primary=bool(data.get("primary", False)),
-            state="added" if data.get("state") == "added" else "adding",
+            state=data["state"] if data.get("state") in ("planned", "added") else "adding",
             result=data.get("result"),
         )
 

@@ -149,7 +149,7 @@ class Engine:
             # An ADD that died half-way (daemon killed, node rebooted) left its
             # record: undo it before trying again.
             log.info("container %s: removing the attachments of an earlier ADD", stale.pod)
-            await self._delete_record(stale, config, keep_failed=False)
+            await self._delete_record(stale, config, cni_path=request.path)
             cache.remove(request.container_id)
 
         pod = await self._pod(source, request)
@@ -198,7 +198,7 @@ class Engine:
             results = await self._add_all(plan, record, config, request, outcome)
             await self._move_default_routes(plan, request)
         except BaseException as err:
-            await self._delete_record(record, config, keep_failed=False)
+            await self._delete_record(record, config, cni_path=request.path, started_only=True)
             cache.remove(request.container_id)
             if isinstance(err, CNIError) and source is not None and pod is not None:
                 await _quietly(
@@ -303,6 +303,7 @@ class Engine:
     ) -> Result:
         attachment = plan.attachments[index]
         cached = record.attachments[index]
+        cached.state = "adding"
         rt = self._runtime(
             config,
             request,
@@ -412,7 +413,7 @@ class Engine:
             if record is None:
                 return
         record.netns = request.netns or record.netns
-        failed = await self._delete_record(record, config, keep_failed=True)
+        failed = await self._delete_record(record, config, cni_path=request.path, keep_failed=True)
         if failed:
             record.attachments = failed
             cache.save(record)
@@ -471,12 +472,26 @@ class Engine:
         )
 
     async def _delete_record(
-        self, record: CacheRecord, config: MultusConfig, *, keep_failed: bool
+        self,
+        record: CacheRecord,
+        config: MultusConfig,
+        *,
+        cni_path: Sequence[str],
+        keep_failed: bool = False,
+        started_only: bool = False,
     ) -> list[CachedAttachment]:
-        """DEL every attachment in reverse order; the ones to retry later."""
+        """DEL the attachments in reverse order; those that failed and a retry may fix.
+
+        ``started_only``: skip attachments this process never started (a
+        rollback); after a crash nobody knows, so everything is deleted.
+        """
         failed: list[CachedAttachment] = []
+        # A netns that is gone is passed on as empty: plugins then release
+        # what they hold outside it (IPAM leases, host-side links).
         netns = record.netns if record.netns and os.path.exists(record.netns) else ""
         for cached in reversed(record.attachments):
+            if started_only and cached.state == "planned":
+                continue
             try:
                 conf = NetConfList.parse(cached.config)
                 prev = Result.parse(cached.result) if cached.result else None
@@ -494,7 +509,7 @@ class Engine:
                 ifname=cached.ifname,
                 args=tuple(cached.cni_args),
                 capability_args=cached.capability_args,
-                cni_path=(config.bin_dir, *_cni_path()),
+                cni_path=(config.bin_dir, *cni_path),
             )
             try:
                 await del_network_list(conf, rt, prev_result=prev, executor=self.executor)
@@ -576,7 +591,9 @@ class Engine:
                 container_id,
                 record.pod,
             )
-            failed = await self._delete_record(record, config, keep_failed=True)
+            failed = await self._delete_record(
+                record, config, cni_path=request.path, keep_failed=True
+            )
             if failed:
                 record.attachments = failed
                 cache.save(record)
@@ -632,10 +649,6 @@ def _where(plan: PodPlan, attachment: Attachment) -> str:
         f"pod {plan.namespace}/{plan.name}: failed to add network {attachment.name!r} "
         f"as {attachment.ifname}"
     )
-
-
-def _cni_path() -> tuple[str, ...]:
-    return tuple(p for p in os.environ.get("CNI_PATH", "").split(":") if p)
 
 
 async def _quietly(awaitable: Awaitable[None]) -> None:

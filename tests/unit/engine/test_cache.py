@@ -10,7 +10,9 @@ import pytest
 
 from multihome.engine.cache import AttachmentCache, CachedAttachment, CacheRecord
 
-CONFIG = '{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"calico","big":18446744073709551617}]}'
+CONFIG = (
+    '{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"calico","big":18446744073709551617}]}'
+)
 
 
 def _record() -> CacheRecord:
