@@ -1,0 +1,226 @@
+"""Where the Kubernetes API server is and how the node proves who it is.
+
+Two ways, as client-go has them: the pod's service account (in-cluster:
+``KUBERNETES_SERVICE_HOST``/``PORT``, the CA and the projected token under
+``/var/run/secrets/kubernetes.io/serviceaccount``) and a kubeconfig file
+(Multus' ``kubeconfig`` key).  A kubeconfig is read here rather than with a
+client library: the daemon needs its current context's server, CA,
+``insecure-skip-tls-verify``, ``tls-server-name``, a token or token file and
+a client certificate, nothing else.
+
+Projected service-account tokens expire (one hour by default) and the
+kubelet rewrites the file long before; `TokenSource` re-reads the file when
+it changes, so the daemon never needs a restart for a new token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import ssl
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class CredentialsError(Exception):
+    """The API server or credentials cannot be determined; the message names the source."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The API server's address and everything needed to talk to it."""
+
+    server: str  # "https://host:port", possibly with a path prefix
+    ca_file: str | None = None
+    ca_data: str | None = None  # PEM
+    cert_file: str | None = None
+    key_file: str | None = None
+    cert_data: str | None = None  # PEM
+    key_data: str | None = None  # PEM
+    token: str | None = None
+    token_file: str | None = None
+    insecure: bool = False
+    tls_server_name: str | None = None
+    origin: str = ""  # where these came from, for messages
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS settings for an https server; None for plain http (the test double)."""
+        if not self.server.startswith("https://"):
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_data)
+            if self.insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if self.cert_file or self.cert_data:
+                _load_client_cert(context, self)
+        except (OSError, ssl.SSLError, ValueError) as err:
+            raise CredentialsError(f"cannot set up TLS from {self.origin}: {err}") from err
+        return context
+
+    def tokens(self) -> TokenSource:
+        return TokenSource(token=self.token, path=self.token_file)
+
+
+def _load_client_cert(context: ssl.SSLContext, creds: Credentials) -> None:
+    # The ssl module loads certificates from files only: inline data goes
+    # through a private temporary directory that is removed at once.
+    with tempfile.TemporaryDirectory(prefix="multihome-tls-") as tmp:
+        cert, key = creds.cert_file, creds.key_file
+        if creds.cert_data:
+            cert = os.path.join(tmp, "tls.crt")
+            Path(cert).write_text(creds.cert_data)
+        if creds.key_data:
+            key = os.path.join(tmp, "tls.key")
+            Path(key).write_text(creds.key_data)
+        if cert is None:
+            raise CredentialsError(f"{creds.origin}: a client key needs a client certificate")
+        context.load_cert_chain(cert, key)
+
+
+class TokenSource:
+    """The bearer token: fixed, or read from a file and re-read when the file changes.
+
+    `current` stats the file on every call (one syscall, far cheaper than
+    the request it authorises) and reads it again when its identity, size or
+    mtime changed: a projected volume swaps a symlink, so the inode changes
+    even when the kernel's coarse mtime does not.
+    """
+
+    def __init__(self, *, token: str | None = None, path: str | None = None) -> None:
+        self._fixed = token
+        self.path = path
+        self._token: str | None = None
+        self._stamp: tuple[int, int, int, int] | None = None
+        self.reads = 0
+
+    def current(self, *, force: bool = False) -> str | None:
+        if self.path is None:
+            return self._fixed
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            # A file being swapped: keep the token we have, if any.
+            if self._token is None:
+                return self._fixed
+            return self._token
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if force or stamp != self._stamp:
+            try:
+                self._token = Path(self.path).read_text().strip()
+            except OSError:
+                return self._token if self._token is not None else self._fixed
+            self._stamp = stamp
+            self.reads += 1
+        return self._token
+
+
+def load(kubeconfig: str = "", *, context: str = "") -> Credentials:
+    """From the kubeconfig when one is named, else the pod's service account."""
+    if kubeconfig:
+        return from_kubeconfig(kubeconfig, context=context)
+    return in_cluster()
+
+
+def in_cluster(
+    *,
+    environ: Mapping[str, str] | None = None,
+    directory: str | os.PathLike[str] = SERVICE_ACCOUNT_DIR,
+) -> Credentials:
+    """The pod's service account, as client-go's ``rest.InClusterConfig``."""
+    env = os.environ if environ is None else environ
+    host = env.get("KUBERNETES_SERVICE_HOST", "")
+    port = env.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        raise CredentialsError(
+            "not running in a Kubernetes pod: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT "
+            "are not set; give a kubeconfig instead"
+        )
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    root = Path(directory)
+    token_file = root / "token"
+    if not token_file.is_file():
+        raise CredentialsError(f"the service account token {token_file} does not exist")
+    ca = root / "ca.crt"
+    return Credentials(
+        server=f"https://{host}:{port}",
+        ca_file=str(ca) if ca.is_file() else None,
+        token_file=str(token_file),
+        origin=f"the service account in {root}",
+    )
+
+
+def from_kubeconfig(path: str | os.PathLike[str], *, context: str = "") -> Credentials:
+    """The cluster and user of `context` (default: the current context) in a kubeconfig."""
+    import yaml  # only kubeconfig users pay for it
+
+    file = Path(path)
+    try:
+        doc = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise CredentialsError(f"cannot read kubeconfig {file}: {err}") from err
+    if not isinstance(doc, dict):
+        raise CredentialsError(f"kubeconfig {file} is not a YAML mapping")
+    name = context or str(doc.get("current-context") or "")
+    if not name:
+        raise CredentialsError(f"kubeconfig {file} has no current-context; name a context")
+    ctx = _named(doc, "contexts", "context", name, file)
+    cluster = _named(doc, "clusters", "cluster", str(ctx.get("cluster") or ""), file)
+    user_name = str(ctx.get("user") or "")
+    user = _named(doc, "users", "user", user_name, file) if user_name else {}
+    origin = f"kubeconfig {file} (context {name!r})"
+    for unsupported in ("exec", "auth-provider", "username"):
+        if user.get(unsupported):
+            raise CredentialsError(
+                f"{origin}: user {user_name!r} authenticates with {unsupported!r}, which multihome "
+                "does not support; use a token, tokenFile or a client certificate"
+            )
+    server = str(cluster.get("server") or "")
+    if not server.startswith(("https://", "http://")):
+        raise CredentialsError(f"{origin}: cluster server {server!r} is not an http(s) URL")
+    base = file.parent
+
+    def path_of(value: Any) -> str | None:
+        return str(base / str(value)) if value else None
+
+    def data_of(key: str, section: dict[str, Any]) -> str | None:
+        value = section.get(key)
+        if not value:
+            return None
+        try:
+            return base64.b64decode(str(value), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as err:
+            raise CredentialsError(f"{origin}: {key} is not base64 of PEM text: {err}") from err
+
+    return Credentials(
+        server=server.rstrip("/"),
+        ca_file=path_of(cluster.get("certificate-authority")),
+        ca_data=data_of("certificate-authority-data", cluster),
+        cert_file=path_of(user.get("client-certificate")),
+        key_file=path_of(user.get("client-key")),
+        cert_data=data_of("client-certificate-data", user),
+        key_data=data_of("client-key-data", user),
+        token=str(user["token"]) if user.get("token") else None,
+        token_file=path_of(user.get("tokenFile")),
+        insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
+        tls_server_name=str(cluster["tls-server-name"]) if cluster.get("tls-server-name") else None,
+        origin=origin,
+    )
+
+
+def _named(doc: dict[str, Any], section: str, key: str, name: str, file: Path) -> dict[str, Any]:
+    for entry in doc.get(section) or []:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            value = entry.get(key)
+            return value if isinstance(value, dict) else {}
+    known = sorted(str(e.get("name")) for e in doc.get(section) or [] if isinstance(e, dict))
+    raise CredentialsError(
+        f"kubeconfig {file} has no {key} named {name!r} (it has: {', '.join(known) or 'none'})"
+    )
