@@ -18,7 +18,7 @@ from multihome.cluster.kube import KubeConfig, KubeSource
 from multihome.cni.request import Request
 from multihome.engine.engine import Engine
 from multihome.networks.config import MultusConfig
-from multihome.testing.apiserver import ApiServerDouble
+from multihome.testing.apiserver import ApiServerDouble, run_in_thread
 from multihome.testing.lab import Lab
 from multihome.testing.world import Sandbox, World
 
@@ -81,3 +81,33 @@ async def _add_then_delete(
     await engine.delete(delete, MultusConfig.parse(delete.stdin))
     # DEL clears the status of the pod that still exists: one PATCH, no reads.
     assert api.requests() == Counter({("patch", "pods/status"): 1})
+
+
+def test_thin_plugin_reads_the_api_with_one_get_each(lab: Lab, tmp_path: Path) -> None:
+    world = World(lab, mode="thin")
+    lan = lab.macvlan_parent("lan")
+    world.macvlan_nad("nad-a", master=lan, subnet=world.lan_subnet(1))
+    sandbox = world.pod("web", "nad-a")
+    manifests = [json.loads(p.read_text()) for p in sorted(world.manifests.glob("*.json"))]
+    with run_in_thread() as api:
+        for obj in manifests:
+            created = api.create(obj)
+            if obj["kind"] == "Pod":
+                sandbox.uid = created["metadata"]["uid"]
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        config = {k: v for k, v in world.config.items() if k != "manifestDir"}
+        config["kubeconfig"] = str(kubeconfig)
+
+        world.call("ADD", sandbox, config=config)
+
+        assert api.requests() == Counter(
+            {
+                ("get", "pods"): 1,
+                ("get", "network-attachment-definitions"): 1,
+                ("patch", "pods/status"): 1,
+                ("create", "events"): 1,
+            }
+        )
+        world.call("DEL", sandbox, config=config)
+    assert set(lab.links(sandbox.netns)) == {"lo"}
+    assert world.allocations() == {}

@@ -31,7 +31,12 @@ def test_conflist_plugins_keep_their_text() -> None:
     conflist = NetConfList.parse(CALICO)
     calico, portmap = conflist.plugins
     assert calico.type == "calico"
-    for fragment in ('"big": 18446744073709551617', '"ratio": 1.50', '"exp": 1e5', "caf\\u00e9 <&>"):
+    for fragment in (
+        '"big": 18446744073709551617',
+        '"ratio": 1.50',
+        '"exp": 1e5',
+        "caf\\u00e9 <&>",
+    ):
         assert fragment in calico.text
     assert portmap.capabilities == {"portMappings"}
     assert conflist.capabilities == {"portMappings"}
@@ -55,7 +60,9 @@ def test_cni_versions_list_picks_the_highest_known() -> None:
 def test_a_conf_becomes_a_one_plugin_list() -> None:
     conflist = parse_network('{"cniVersion":"1.0.0","name":"x","type":"macvlan","foo":1.0}')
     assert [p.type for p in conflist.plugins] == ["macvlan"]
-    assert conflist.plugins[0].text == '{"cniVersion":"1.0.0","name":"x","type":"macvlan","foo":1.0}'
+    assert (
+        conflist.plugins[0].text == '{"cniVersion":"1.0.0","name":"x","type":"macvlan","foo":1.0}'
+    )
     assert json.loads(conflist.text)["plugins"][0]["foo"] == 1.0
 
 
@@ -68,20 +75,32 @@ def test_a_conf_becomes_a_one_plugin_list() -> None:
         ('{"a": 1} x', Code.DECODE_FAILURE, "unexpected data"),
         ('{"cniVersion": "1.0.0", "name": "x"}', Code.INVALID_NETWORK_CONFIG, "neither 'type' nor"),
         ('{"cniVersion": "1.0.0", "name": "x", "type": ""}', Code.INVALID_NETWORK_CONFIG, "'type'"),
-        ('{"cniVersion": "1.0.0", "type": "bridge"}', Code.INVALID_NETWORK_CONFIG, "'name' is missing"),
+        (
+            '{"cniVersion": "1.0.0", "type": "bridge"}',
+            Code.INVALID_NETWORK_CONFIG,
+            "'name' is missing",
+        ),
         ('{"cniVersion": "x", "name": "n", "type": "b"}', Code.INCOMPATIBLE_VERSION, "'x'"),
         (
             '{"cniVersion": "1.0.0", "name": "n", "type": "b", "capabilities": {"mac": 1}}',
             Code.INVALID_NETWORK_CONFIG,
             "capabilities",
         ),
-        ('{"cniVersion": "1.0.0", "name": "n", "plugins": []}', Code.INVALID_NETWORK_CONFIG, "plugins"),
+        (
+            '{"cniVersion": "1.0.0", "name": "n", "plugins": []}',
+            Code.INVALID_NETWORK_CONFIG,
+            "plugins",
+        ),
         (
             '{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": 3}]}',
             Code.INVALID_NETWORK_CONFIG,
             "plugins[0]",
         ),
-        ('{"cniVersion": "1.0.0", "name": "n", "type": "b", "ipam": []}', Code.INVALID_NETWORK_CONFIG, "ipam"),
+        (
+            '{"cniVersion": "1.0.0", "name": "n", "type": "b", "ipam": []}',
+            Code.INVALID_NETWORK_CONFIG,
+            "ipam",
+        ),
     ],
 )
 def test_bad_configs_name_the_field(text: str, code: int, words: str) -> None:
@@ -97,7 +116,11 @@ def test_plugin_in_list_needs_no_name_or_version() -> None:
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
     max_leaves=20,
 )
@@ -117,4 +140,8 @@ def test_any_text_parses_or_gives_a_cni_error(text: str) -> None:
     try:
         parse_network(text)
     except CNIError as err:
-        assert err.code in (Code.DECODE_FAILURE, Code.INVALID_NETWORK_CONFIG, Code.INCOMPATIBLE_VERSION)
+        assert err.code in (
+            Code.DECODE_FAILURE,
+            Code.INVALID_NETWORK_CONFIG,
+            Code.INCOMPATIBLE_VERSION,
+        )

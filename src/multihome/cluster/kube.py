@@ -268,6 +268,9 @@ class KubeSource:
 
     async def stop(self) -> None:
         """Send what events are queued (bounded by the request timeout), then stop."""
+        if not self._tasks and self.recorder.pending:
+            # Used without start() (the thin plugin): send the queue now.
+            self._tasks = [asyncio.create_task(self.recorder.run(), name="multihome-events")]
         if self._tasks:
             try:
                 async with asyncio.timeout(self.config.request_timeout):

@@ -108,6 +108,8 @@ class Engine:
         config = MultusConfig.parse(request.stdin)
         for notice in config.notices:
             log.info("%s", notice)
+        if self.source is None and config.kubeconfig and not config.manifest_dir:
+            return await self._with_kube(request, config)
         if request.command == "ADD":
             outcome = await self.add(request, config)
             return outcome.result.to_json(config.cni_version)
@@ -120,6 +122,28 @@ class Engine:
         elif request.command == "STATUS":
             await self.status(request, config)
         return ""
+
+    async def _with_kube(self, request: Request, config: MultusConfig) -> str:
+        """One request against the API without a watch cache (the thin plugin).
+
+        Each lookup is one GET; queued events are sent before returning.
+        """
+        from multihome.cluster.credentials import CredentialsError
+        from multihome.cluster.kube import KubeConfig, KubeSource
+
+        try:
+            source = KubeSource(KubeConfig(kubeconfig=config.kubeconfig, pod_wait=0))
+        except CredentialsError as err:
+            raise CNIError(
+                Code.IO_FAILURE, f"failed to read kubeconfig {config.kubeconfig!r}: {err}"
+            ) from err
+        try:
+            engine = Engine(
+                source=source, executor=self.executor, files=self.files, cache_dir=self.cache_dir
+            )
+            return await engine.handle(request)
+        finally:
+            await source.stop()
 
     def _cache(self, config: MultusConfig) -> AttachmentCache:
         return AttachmentCache(self.cache_dir or os.path.join(config.cni_dir, "multihome"))
