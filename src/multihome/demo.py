@@ -85,10 +85,15 @@ def run(mode: Mode = "thin", shim: str = "", socket_dir: str = "") -> int:
 
         _step(4, f"The pod reaches the device at {DEVICE} through net1")
         ok = lab.ping(pod.netns, DEVICE, count=2)
-        _say("ping: " + click.style("replies received" if ok else "no reply", fg="green" if ok else "red"))
+        _say(
+            "ping: "
+            + click.style("replies received" if ok else "no reply", fg="green" if ok else "red")
+        )
 
         _step(5, f"Another pod asks for the multicast MAC {BAD_MAC}")
-        bad = world.pod("bad-mac", [{"name": "iot-vlan", "ips": ["192.168.50.9/24"], "mac": BAD_MAC}])
+        bad = world.pod(
+            "bad-mac", [{"name": "iot-vlan", "ips": ["192.168.50.9/24"], "mac": BAD_MAC}]
+        )
         _say("Multus passes it to macvlan, and the pod hangs in ContainerCreating with")
         _say('"failed to create macvlan: cannot assign requested address". multihome says:')
         try:
@@ -103,7 +108,8 @@ def run(mode: Mode = "thin", shim: str = "", socket_dir: str = "") -> int:
         _step(6, "The pod is deleted: CNI DEL")
         world.delete(pod)
         left = sorted(n for n in lab.links(pod.netns) if n != "lo")
-        _say(f"interfaces left: {left or 'none'}; cached attachments: {world.cached_containers() or 'none'}")
+        cached = world.cached_containers() or "none"
+        _say(f"interfaces left: {left or 'none'}; cached attachments: {cached}")
 
         _step(7, "Tearing the lab down")
     _say("done: every namespace and link of the demo is gone.")

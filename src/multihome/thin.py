@@ -23,9 +23,7 @@ from .cni.errors import CNIError, Code
 from .cni.request import Request
 
 
-def run(
-    environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO
-) -> int:
+def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     """One CNI call: the exit code; the result or the error JSON goes to ``stdout``."""
     logging.basicConfig(
         stream=stderr, level=logging.WARNING, format="multihome-cni %(levelname)s %(message)s"

@@ -58,7 +58,9 @@ def test_cluster_network_and_two_macvlans(lab: Lab, mode: Mode) -> None:
     assert set(world.allocations()) == {"cluster", "nad-a", "nad-b"}
     [event] = world.events()
     assert event["reason"] == "AddedInterface"
-    assert f"Add net1 [{world.host(world.lan_subnet(1), 2)}/24] from default/nad-a" in event["message"]
+    assert (
+        f"Add net1 [{world.host(world.lan_subnet(1), 2)}/24] from default/nad-a" in event["message"]
+    )
 
     world.delete(pod)
 

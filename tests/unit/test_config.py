@@ -14,7 +14,8 @@ from multihome.cni.errors import CNIError, Code
 CALICO = (
     '{"cniVersion": "0.3.1", "name": "k8s-pod-network", "plugins": [\n'
     '  {"type": "calico", "mtu": 0, "nodename_file_optional": false, "big": 18446744073709551617,\n'
-    '   "ratio": 1.50, "exp": 1e5, "esc": "caf\\u00e9 <&>", "kubernetes": {"kubeconfig": "/etc/k"}},\n'
+    '   "ratio": 1.50, "exp": 1e5, "esc": "caf\\u00e9 <&>",\n'
+    '   "kubernetes": {"kubeconfig": "/etc/k"}},\n'
     '  {"type": "portmap", "snat": true, "capabilities": {"portMappings": true}}]}'
 )
 

@@ -19,12 +19,14 @@ from typing import Any
 from . import version as versions
 from .errors import CNIError, Code
 
-_decoder = json.JSONDecoder(parse_constant=lambda name: _reject_constant(name))
 _WHITESPACE = " \t\n\r"
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _skip(text: str, i: int) -> int:
@@ -155,7 +157,9 @@ class RawObject:
         _, _, v0, _ = self._spans[key]
         return [self.text[a:b] for a, b in _scan_array(self.text, v0)]
 
-    def edit(self, updates: Mapping[str, Any] | None = None, remove: Iterable[str] = ()) -> RawObject:
+    def edit(
+        self, updates: Mapping[str, Any] | None = None, remove: Iterable[str] = ()
+    ) -> RawObject:
         """A copy with some members replaced, added (at the end) or removed.
 
         A value of type `RawJSON` or `RawObject` is embedded as its text;

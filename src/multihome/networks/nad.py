@@ -286,7 +286,9 @@ def resolve_network(
         )
         return None, findings.as_list()
     findings.extend(check_conf(found.conf, is_list=found.is_list, path=found.path))
-    return Network(found.conf.name, found.conf, found.is_list, source=found.path), findings.as_list()
+    return Network(
+        found.conf.name, found.conf, found.is_list, source=found.path
+    ), findings.as_list()
 
 
 def isolation_problem(

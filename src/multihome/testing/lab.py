@@ -55,7 +55,9 @@ class Link:
     master: str = ""
 
 
-def _ip(*argv: str, netns: Netns | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _ip(
+    *argv: str, netns: Netns | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     cmd = ["ip", *(["-n", netns.name] if netns else []), *argv]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
@@ -148,7 +150,9 @@ class Lab:
         return path
 
     # -- looking ----------------------------------------------------------------
-    def run(self, ns: Netns | None, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, ns: Netns | None, *argv: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         cmd = ["ip", "netns", "exec", ns.name, *argv] if ns else list(argv)
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if check and proc.returncode != 0:
@@ -156,7 +160,9 @@ class Lab:
         return proc
 
     def links(self, ns: Netns | None) -> dict[str, Link]:
-        data: list[dict[str, Any]] = json.loads(_ip("-j", "-d", "addr", "show", netns=ns).stdout or "[]")
+        data: list[dict[str, Any]] = json.loads(
+            _ip("-j", "-d", "addr", "show", netns=ns).stdout or "[]"
+        )
         out = {}
         for entry in data:
             kind = entry.get("linkinfo", {}).get("info_kind", "")

@@ -175,7 +175,12 @@ class World:
                 "ranges": [[{"subnet": subnet}]],
                 "routes": routes or [],
             }
-        macvlan: dict[str, Any] = {"type": "macvlan", "master": master, "mode": "bridge", "ipam": ipam}
+        macvlan: dict[str, Any] = {
+            "type": "macvlan",
+            "master": master,
+            "mode": "bridge",
+            "ipam": ipam,
+        }
         if static:
             macvlan["capabilities"] = {"ips": True}
         plugins = [macvlan]
@@ -201,7 +206,12 @@ class World:
         doc = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace, "uid": uid, "annotations": annotations},
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": uid,
+                "annotations": annotations,
+            },
             "spec": {"containers": [{"name": "app", "image": "busybox"}]},
         }
         (self.manifests / f"pod-{namespace}-{name}.json").write_text(json.dumps(doc, indent=1))
@@ -259,10 +269,7 @@ class World:
             from multihome.engine.engine import Engine
 
             return asyncio.run(Engine().handle(Request.from_env(env, stdin)))
-        if self.mode == "thin":
-            argv = [sys.executable, "-m", "multihome.thin"]
-        else:
-            argv = [self.shim]
+        argv = [sys.executable, "-m", "multihome.thin"] if self.mode == "thin" else [self.shim]
         proc = subprocess.run(
             argv,
             input=stdin,
@@ -275,7 +282,9 @@ class World:
             try:
                 raise CNIError.from_dict(json.loads(out))
             except ValueError:
-                raise CNIError(999, f"exit {proc.returncode}: {out} {proc.stderr.decode()}") from None
+                raise CNIError(
+                    999, f"exit {proc.returncode}: {out} {proc.stderr.decode()}"
+                ) from None
         return out
 
     def add(self, sandbox: Sandbox) -> Result:

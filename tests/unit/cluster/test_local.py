@@ -28,7 +28,8 @@ spec:
 def test_pods_and_nads_by_namespace_and_name(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(MANIFESTS)
     (tmp_path / "b.json").write_text(
-        '{"kind": "List", "items": [{"kind": "Pod", "metadata": {"name": "db", "namespace": "prod"}}]}'
+        '{"kind": "List", "items": [{"kind": "Pod",'
+        ' "metadata": {"name": "db", "namespace": "prod"}}]}'
     )
     (tmp_path / "notes.txt").write_text("not a manifest: {")
     source = LocalSource(tmp_path)

@@ -30,7 +30,9 @@ def test_defaults() -> None:
     assert config.log_to_stderr is True
     assert config.default_networks == ()
     assert config.runtime_config == {}
-    assert config.parallel_delegates is True  # on by default: secondary networks attach side by side
+    assert (
+        config.parallel_delegates is True
+    )  # on by default: secondary networks attach side by side
     assert config.max_parallel_delegates == 0
     assert config.notices == ()
 
