@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -93,12 +94,15 @@ class Engine:
         files: ConfFiles | None = None,
         cache_dir: str | None = None,
         on_delegate: Callable[[str, str, float], None] | None = None,
+        event_per_interface: bool = False,
     ) -> None:
         self.source = source
         self.executor = executor or default_exec()
         self.files = files or DiskFiles()
         self.cache_dir = cache_dir
         self.on_delegate = on_delegate
+        #: Upstream's one AddedInterface event per interface, instead of one per ADD.
+        self.event_per_interface = event_per_interface
 
     # -- the request -------------------------------------------------------------------
     async def handle(self, request: Request) -> str:
@@ -138,9 +142,8 @@ class Engine:
                 Code.IO_FAILURE, f"failed to read kubeconfig {config.kubeconfig!r}: {err}"
             ) from err
         try:
-            engine = Engine(
-                source=source, executor=self.executor, files=self.files, cache_dir=self.cache_dir
-            )
+            engine = copy.copy(self)  # the same settings, this source
+            engine.source = source
             return await engine.handle(request)
         finally:
             await source.stop()
@@ -420,11 +423,11 @@ class Engine:
                 ips = [ip.address for ip in result.ips]
                 added.append(f"Add {attachment.ifname} [{' '.join(ips)}] from {attachment.name}")
         await source.set_network_status(pod, serialise(statuses))
-        if added:
+        if added and not self.event_per_interface:
+            added = [", ".join(added)]
+        for message in added:
             await _quietly(
-                source.emit_event(
-                    pod, type="Normal", reason="AddedInterface", message=", ".join(added)
-                )
+                source.emit_event(pod, type="Normal", reason="AddedInterface", message=message)
             )
 
     # -- DEL --------------------------------------------------------------------------

@@ -223,3 +223,17 @@ def test_an_add_left_by_a_crash_is_undone_before_the_retry(tmp_path: Path) -> No
         ("cluster-plugin", "ADD"),
         ("plugin-a", "ADD"),
     ]
+
+
+@pytest.mark.parametrize(("per_interface", "expected"), [(False, 1), (True, 3)])
+def test_added_interface_events_per_add_or_per_interface(
+    tmp_path: Path, per_interface: bool, expected: int
+) -> None:
+    config = _world(tmp_path, "a,b")
+    fake = FakeExec({"cluster-plugin": _added, "plugin-a": _added, "plugin-b": _added})
+    engine = Engine(executor=fake, event_per_interface=per_interface)
+    asyncio.run(engine.handle(_request("ADD", config)))
+    lines = (tmp_path / "manifests" / "events.jsonl").read_text().splitlines()
+    messages = [json.loads(line)["message"] for line in lines]
+    assert len(messages) == expected
+    assert "Add net2 [] from default/b" in messages[-1]
