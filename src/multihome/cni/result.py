@@ -106,6 +106,19 @@ class DNS:
     def __bool__(self) -> bool:
         return bool(self.nameservers or self.domain or self.search or self.options)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form: only the members that are set."""
+        out: dict[str, Any] = {}
+        if self.nameservers:
+            out["nameservers"] = list(self.nameservers)
+        if self.domain:
+            out["domain"] = self.domain
+        if self.search:
+            out["search"] = list(self.search)
+        if self.options:
+            out["options"] = list(self.options)
+        return out
+
 
 @dataclass(frozen=True)
 class Result:
@@ -271,7 +284,7 @@ class Result:
                 entry["routes"] = [_route_dict(r) for r in routes]
             out[key] = entry
         # types020.Result has no MarshalJSON: `omitempty` does not apply to a struct.
-        out["dns"] = _dns_dict(self.dns)
+        out["dns"] = self.dns.to_dict()
         return out
 
     def _dict_current(self, form: _Form) -> dict[str, Any]:
@@ -284,7 +297,7 @@ class Result:
             out["routes"] = [_route_dict(r) for r in self.routes]
         # types100.Result.MarshalJSON drops an empty dns; types040.Result writes "dns": {}.
         if self.dns or form == "040":
-            out["dns"] = _dns_dict(self.dns)
+            out["dns"] = self.dns.to_dict()
         return out
 
 
@@ -332,19 +345,6 @@ def _route_dict(route: Route) -> dict[str, Any]:
         out["table"] = route.table
     if route.scope is not None:
         out["scope"] = route.scope
-    return out
-
-
-def _dns_dict(dns: DNS) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if dns.nameservers:
-        out["nameservers"] = list(dns.nameservers)
-    if dns.domain:
-        out["domain"] = dns.domain
-    if dns.search:
-        out["search"] = list(dns.search)
-    if dns.options:
-        out["options"] = list(dns.options)
     return out
 
 

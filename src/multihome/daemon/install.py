@@ -24,16 +24,15 @@ rename), but writes ``00-multus.conf`` in place.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
+from multihome import atomicfile
 from multihome.cni.errors import CNIError, Code
 
 #: Where the daemon image keeps the shim it installs (deploy/ puts it there).
@@ -45,55 +44,8 @@ EXECUTABLE_MODE = 0o755
 
 
 def replace_file(path: str, data: bytes, *, mode: int) -> bool:
-    """Make ``path`` hold exactly ``data`` with permission bits ``mode``, atomically.
-
-    Returns False, and touches nothing, when the file already is so (a CNI
-    runtime reloads its configs on every write it sees, and a rewrite of a
-    binary is wasted I/O).  Raises `OSError`; after a failure the old file is
-    intact and no temporary file is left behind.
-    """
-    if not data:
-        # An empty CNI config fails every pod on the node; an empty binary, every exec.
-        raise ValueError(f"refusing to write an empty file to {path}")
-    if _holds(path, data, mode):
-        return False
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            # fchmod, not the umask: the mode must be exactly what was asked.
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    _sync_directory(directory)
-    return True
-
-
-def _holds(path: str, data: bytes, mode: int) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
-                return False
-            if stat.S_IMODE(info.st_mode) != mode:
-                return False
-            return handle.read(len(data) + 1) == data
-    except OSError:
-        return False
-
-
-def _sync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Atomically make ``path`` hold ``data`` (see `multihome.atomicfile.replace`)."""
+    return atomicfile.replace(path, data, mode=mode)
 
 
 def launcher(python: str) -> bytes:

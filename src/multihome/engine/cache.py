@@ -14,10 +14,11 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from multihome import atomicfile
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +137,12 @@ class AttachmentCache:
 
     def save(self, record: CacheRecord) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self._path(record.container_id)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{record.container_id}.")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(record.to_json())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(self.directory)
+        atomicfile.write(self._path(record.container_id), record.to_json().encode(), mode=0o600)
 
     def remove(self, container_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(container_id).unlink()
-            _fsync_dir(self.directory)
+            atomicfile.sync_directory(self.directory)
 
     def container_ids(self) -> list[str]:
         try:
@@ -163,11 +152,3 @@ class AttachmentCache:
         return sorted(
             n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith(".")
         )
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

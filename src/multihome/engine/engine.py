@@ -195,26 +195,7 @@ class Engine:
                 )
             raise error.prefixed(f"pod {plan.namespace}/{plan.name}")
 
-        record = CacheRecord(
-            container_id=request.container_id,
-            netns=request.netns,
-            ifname=request.ifname,
-            cni_version=config.cni_version,
-            pod_namespace=plan.namespace,
-            pod_name=plan.name,
-            pod_uid=plan.uid,
-            attachments=[
-                CachedAttachment(
-                    network=a.name,
-                    ifname=a.ifname,
-                    config=a.conf.text,
-                    cni_args=list(a.cni_args),
-                    capability_args=dict(a.capability_args),
-                    primary=a.is_default,
-                )
-                for a in plan.attachments
-            ],
-        )
+        record = _record(request, config, plan)
         # Written before anything runs: a crash from here on leaves a record
         # that DEL (or the next ADD) uses to clean up.
         cache.save(record)
@@ -478,25 +459,7 @@ class Engine:
             "container %s: nothing cached, deleting what the configuration names",
             request.container_id,
         )
-        return CacheRecord(
-            container_id=request.container_id,
-            netns=request.netns,
-            ifname=request.ifname,
-            cni_version=config.cni_version,
-            pod_namespace=plan.namespace,
-            pod_name=plan.name,
-            attachments=[
-                CachedAttachment(
-                    a.name,
-                    a.ifname,
-                    a.conf.text,
-                    list(a.cni_args),
-                    dict(a.capability_args),
-                    a.is_default,
-                )
-                for a in plan.attachments
-            ],
-        )
+        return _record(request, config, plan)
 
     async def _delete_record(
         self,
@@ -653,6 +616,30 @@ class Engine:
             if error is not None:
                 raise error
         return plan.cluster_network
+
+
+def _record(request: Request, config: MultusConfig, plan: PodPlan) -> CacheRecord:
+    """What the attachment cache keeps of a plan: enough to DEL it with nothing else."""
+    return CacheRecord(
+        container_id=request.container_id,
+        netns=request.netns,
+        ifname=request.ifname,
+        cni_version=config.cni_version,
+        pod_namespace=plan.namespace,
+        pod_name=plan.name,
+        pod_uid=plan.uid,
+        attachments=[
+            CachedAttachment(
+                network=a.name,
+                ifname=a.ifname,
+                config=a.conf.text,
+                cni_args=list(a.cni_args),
+                capability_args=dict(a.capability_args),
+                primary=a.is_default,
+            )
+            for a in plan.attachments
+        ],
+    )
 
 
 def _observed(netns: str, ifname: str) -> Result:

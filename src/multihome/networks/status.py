@@ -68,20 +68,6 @@ def _plain_address(cidr: str) -> str:
     return str(address) if address is not None else cidr.split("/", maxsplit=1)[0]
 
 
-def _dns(result: Result) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    dns = result.dns
-    if dns.nameservers:
-        out["nameservers"] = list(dns.nameservers)
-    if dns.domain:
-        out["domain"] = dns.domain
-    if dns.search:
-        out["search"] = list(dns.search)
-    if dns.options:
-        out["options"] = list(dns.options)
-    return out
-
-
 def _gateways(result: Result) -> tuple[str, ...]:
     out = []
     for route in result.routes:
@@ -113,7 +99,7 @@ def network_statuses(
     """
     common: dict[str, Any] = {
         "name": name,
-        "dns": _dns(result),
+        "dns": result.dns.to_dict(),
         "device_info": device_info,
         "gateway": _gateways(result),
     }

@@ -1,0 +1,74 @@
+"""Files that are either the old version or the new one, never half of either.
+
+The attachment cache, the generated CNI configuration and the installed
+shim are read by other processes (the runtime, a DEL after a crash, a
+running shim) at any moment: each is written to a temporary file in the
+same directory, synced, renamed over the target, and the directory synced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+
+
+def write(path: str | os.PathLike[str], data: bytes, *, mode: int) -> None:
+    """Make ``path`` hold ``data`` with permission bits ``mode``, atomically.
+
+    Raises `OSError`; after a failure the old file is intact and no
+    temporary file is left behind.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            # fchmod, not the umask: the mode must be exactly what was asked.
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    sync_directory(directory)
+
+
+def replace(path: str | os.PathLike[str], data: bytes, *, mode: int) -> bool:
+    """`write`, unless the file already holds exactly that: then False, nothing touched.
+
+    A CNI runtime reloads its configs on every write it sees, and a rewrite
+    of a binary is wasted I/O.  Empty data is refused: an empty CNI config
+    fails every pod on the node, an empty binary every exec.
+    """
+    if not data:
+        raise ValueError(f"refusing to write an empty file to {os.fspath(path)}")
+    if holds(path, data, mode):
+        return False
+    write(path, data, mode=mode)
+    return True
+
+
+def holds(path: str | os.PathLike[str], data: bytes, mode: int) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
+                return False
+            if stat.S_IMODE(info.st_mode) != mode:
+                return False
+            return handle.read(len(data) + 1) == data
+    except OSError:
+        return False
+
+
+def sync_directory(directory: str | os.PathLike[str]) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
