@@ -27,6 +27,73 @@ def demo() -> None:
     sys.exit(the_demo.run())
 
 
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    default="/etc/cni/net.d/multus.d/daemon-config.json",
+    show_default=True,
+    help="The daemon configuration (JSON; the keys of Multus' daemon-config.json).",
+)
+@click.option("--allow-non-root", is_flag=True, hidden=True, help="For tests only.")
+def daemon(config_path: str, allow_non_root: bool) -> None:
+    """Run the node daemon (thick mode): serve multihome-shim over a unix socket."""
+    import asyncio
+
+    from .daemon import logs
+    from .daemon.config import DaemonConfig, DaemonConfigError
+    from .daemon.server import serve
+
+    try:
+        config = DaemonConfig.load(config_path)
+    except DaemonConfigError as err:
+        click.echo(f"multihome daemon: {err}", err=True)
+        sys.exit(1)
+    logs.configure(config)
+    sys.exit(asyncio.run(serve(config, allow_non_root=allow_non_root)))
+
+
+@cli.command()
+@click.option("--socket", "socket_path", help="The daemon's socket (default: from --config).")
+@click.option(
+    "--config",
+    "config_path",
+    default="/etc/cni/net.d/multus.d/daemon-config.json",
+    show_default=True,
+    help="The daemon configuration, to find the socket in.",
+)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def status(socket_path: str | None, config_path: str, output: str) -> None:
+    """What is attached on this node, as the daemon's attachment cache holds it."""
+    import json
+
+    from .daemon import client
+    from .daemon.config import (
+        DEFAULT_SOCKET_DIR,
+        DEFAULT_SOCKET_NAME,
+        DaemonConfig,
+        DaemonConfigError,
+    )
+
+    if not socket_path:
+        try:
+            socket_path = DaemonConfig.load(config_path).socket_path
+        except DaemonConfigError:
+            socket_path = f"{DEFAULT_SOCKET_DIR}/{DEFAULT_SOCKET_NAME}"
+    try:
+        info = client.get_json(socket_path, "/shim/v1/info")
+        listing = client.get_json(socket_path, "/shim/v1/attachments")["attachments"]
+    except client.DaemonUnavailable as err:
+        click.echo(f"multihome status: {err}", err=True)
+        sys.exit(1)
+    if output == "json":
+        click.echo(json.dumps({"daemon": info, "attachments": listing}, indent=2))
+        return
+    from .daemon.status import render_table
+
+    click.echo(render_table(info, listing), nl=False)
+
+
 @cli.group()
 def testing() -> None:
     """Tools for tests, benchmarks and the demo."""

@@ -2,26 +2,40 @@
 
 Each scenario plays the container runtime through a `World` and asserts on
 the pod's namespace, the host-local store and the attachment cache.  The
-scenarios run through the engine in-process and through the thin plugin
-binary; the shim tests run the same scenarios through the daemon.
+scenarios with a ``mode`` run through the engine in-process, through the thin
+plugin binary, and through the static shim and the daemon.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
 from multihome.cni.errors import CNIError
+from multihome.testing.daemon import DaemonProcess, shim_binary
 from multihome.testing.lab import Lab
 from multihome.testing.world import Mode, World
 
 pytestmark = pytest.mark.netns
 
 
-@pytest.fixture(params=["engine", "thin"])
-def mode(request: pytest.FixtureRequest) -> Mode:
+@pytest.fixture(scope="session")
+def shim_daemon() -> Iterator[DaemonProcess]:
+    """One daemon for the shim runs of every scenario (each world has its own dirs)."""
+    if not shim_binary().exists():
+        pytest.skip("the shim is not built: make -C shim")
+    with DaemonProcess() as daemon:
+        yield daemon
+
+
+@pytest.fixture(params=["engine", "thin", "shim"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Mode:
+    if request.param == "shim":
+        daemon = request.getfixturevalue("shim_daemon")
+        monkeypatch.setenv("MULTIHOME_SOCKET_DIR", daemon.socket_dir)
     return request.param  # type: ignore[no-any-return]
 
 

@@ -31,6 +31,7 @@ from multihome.cni.errors import CNIError
 from multihome.cni.request import Request
 from multihome.cni.result import Result
 
+from .daemon import shim_binary
 from .lab import CNI_BIN_DIR, Lab, Netns
 
 Mode = Literal["engine", "thin", "shim"]
@@ -83,8 +84,11 @@ class World:
         self.cluster_subnet = f"10.{self.octets[0]}.{self.octets[1]}.0/24"
         self.cluster_subnet6 = f"fd{digest[3]:02x}:{digest[4]:02x}{digest[5]:02x}::/64"
         self.cni_version = cni_version
-        self.shim = shim
-        self.socket_dir = socket_dir
+        # In shim mode the defaults come from the test's daemon (testing.daemon).
+        self.shim = shim or (str(shim_binary()) if mode == "shim" else "")
+        self.socket_dir = socket_dir or (
+            os.environ.get("MULTIHOME_SOCKET_DIR", "") if mode == "shim" else ""
+        )
         self.cluster_conf = self.conf_dir / "10-cluster.conflist"
         self.cluster_conf.write_text(json.dumps(self._cluster_network(), indent=1))
         self.config: dict[str, Any] = {
@@ -98,8 +102,8 @@ class World:
             "manifestDir": str(self.manifests),
             "parallelDelegates": parallel,
         }
-        if socket_dir:
-            self.config["daemonSocketDir"] = socket_dir
+        if self.socket_dir:
+            self.config["daemonSocketDir"] = self.socket_dir
 
     # -- the node's networks ------------------------------------------------------------
     def _cluster_network(self) -> dict[str, Any]:

@@ -1,0 +1,48 @@
+"""`multihome status` as a table: the daemon in one line, then one line per attachment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+_COLUMNS = ("CONTAINER", "POD", "NETWORK", "INTERFACE", "IPS", "MAC")
+
+
+def render_table(info: dict[str, Any], attachments: Sequence[dict[str, Any]]) -> str:
+    rss = info.get("residentMemoryBytes") or 0
+    lines = [
+        f"daemon {info.get('version', '?')} (pid {info.get('pid', '?')}): "
+        f"{info.get('state', '?')}; "
+        f"source {info.get('source', '?')}; {rss / 2**20:.1f} MiB resident; "
+        f"{info.get('inFlight', 0)} requests in flight",
+        "",
+    ]
+    rows: list[tuple[str, ...]] = [_COLUMNS]
+    for entry in attachments:
+        container = str(entry.get("containerId", ""))[:12]
+        pod = str(entry.get("pod") or "-")
+        for network in entry.get("networks") or []:
+            name = str(network.get("network", ""))
+            if network.get("default"):
+                name += " (default)"
+            if network.get("state") != "added":
+                name += f" [{network.get('state')}]"
+            rows.append(
+                (
+                    container,
+                    pod,
+                    name,
+                    str(network.get("interface", "")),
+                    ",".join(network.get("ips") or []) or "-",
+                    str(network.get("mac") or "-"),
+                )
+            )
+    if len(rows) == 1:
+        lines.append("nothing is attached on this node")
+        return "\n".join(lines) + "\n"
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    for row in rows:
+        lines.append(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return "\n".join(lines) + "\n"
