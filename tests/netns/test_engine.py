@@ -1,8 +1,8 @@
 """The attach engine against real namespaces and Debian's reference plugins.
 
 Each scenario plays the container runtime through a `World` and asserts on
-the pod's namespace, the host-local store and the attachment cache.  The
-scenarios with a ``mode`` run through the engine in-process, through the thin
+the pod's namespace, the host-local store and the attachment cache.  Every
+scenario runs three ways: through the engine in-process, through the thin
 plugin binary, and through the static shim and the daemon.
 """
 
@@ -84,8 +84,8 @@ def test_cluster_network_and_two_macvlans(lab: Lab, mode: Mode) -> None:
     assert world.network_status(pod) is None
 
 
-def test_static_ip_and_mac_through_the_annotation(lab: Lab) -> None:
-    world = World(lab)
+def test_static_ip_and_mac_through_the_annotation(lab: Lab, mode: Mode) -> None:
+    world = World(lab, mode=mode)
     lan = lab.macvlan_parent("lan")
     world.macvlan_nad("iot-vlan", master=lan, static=True, tuning=True)
     subnet = world.lan_subnet(5)
@@ -103,8 +103,8 @@ def test_static_ip_and_mac_through_the_annotation(lab: Lab) -> None:
     assert set(lab.links(pod.netns)) == {"lo"}
 
 
-def test_multicast_mac_is_refused_before_any_plugin_runs(lab: Lab) -> None:
-    world = World(lab)
+def test_multicast_mac_is_refused_before_any_plugin_runs(lab: Lab, mode: Mode) -> None:
+    world = World(lab, mode=mode)
     lan = lab.macvlan_parent("lan")
     world.macvlan_nad("iot-vlan", master=lan, static=True, tuning=True)
     pod = world.pod(
@@ -142,8 +142,8 @@ def test_a_failing_network_rolls_everything_back(lab: Lab, mode: Mode) -> None:
     assert world.cached_containers() == []
 
 
-def test_default_route_moves_to_net1(lab: Lab) -> None:
-    world = World(lab)
+def test_default_route_moves_to_net1(lab: Lab, mode: Mode) -> None:
+    world = World(lab, mode=mode)
     lan = lab.macvlan_parent("lan")
     subnet = world.lan_subnet(1)
     world.macvlan_nad("nad-a", master=lan, subnet=subnet)
@@ -158,8 +158,8 @@ def test_default_route_moves_to_net1(lab: Lab) -> None:
     world.delete(pod)
 
 
-def test_empty_default_route_leaves_eth0_alone(lab: Lab) -> None:
-    world = World(lab)
+def test_empty_default_route_leaves_eth0_alone(lab: Lab, mode: Mode) -> None:
+    world = World(lab, mode=mode)
     lan = lab.macvlan_parent("lan")
     world.macvlan_nad("nad-a", master=lan, subnet=world.lan_subnet(1))
     pod = world.pod("web", [{"name": "nad-a", "default-route": []}])
@@ -172,8 +172,8 @@ def test_empty_default_route_leaves_eth0_alone(lab: Lab) -> None:
 
 
 @pytest.mark.parametrize("gone", ["nad", "pod", "netns", "nothing"])
-def test_del_works_whatever_is_gone_and_twice(lab: Lab, gone: str) -> None:
-    world = World(lab)
+def test_del_works_whatever_is_gone_and_twice(lab: Lab, gone: str, mode: Mode) -> None:
+    world = World(lab, mode=mode)
     _two_macvlans(world)
     pod = world.pod("web", "nad-a,nad-b")
     world.add(pod)
@@ -194,8 +194,8 @@ def test_del_works_whatever_is_gone_and_twice(lab: Lab, gone: str) -> None:
     assert world.cached_containers() == []
 
 
-def test_check_names_the_broken_attachment(lab: Lab) -> None:
-    world = World(lab)
+def test_check_names_the_broken_attachment(lab: Lab, mode: Mode) -> None:
+    world = World(lab, mode=mode)
     _two_macvlans(world)
     pod = world.pod("web", "nad-a,nad-b")
     world.add(pod)
@@ -211,8 +211,8 @@ def test_check_names_the_broken_attachment(lab: Lab) -> None:
     assert world.allocations() == {}
 
 
-def test_gc_deletes_attachments_the_runtime_no_longer_has(lab: Lab) -> None:
-    world = World(lab)
+def test_gc_deletes_attachments_the_runtime_no_longer_has(lab: Lab, mode: Mode) -> None:
+    world = World(lab, mode=mode)
     _two_macvlans(world)
     keep = world.pod("keep", "nad-a")
     stale = world.pod("stale", "nad-b")
@@ -228,11 +228,11 @@ def test_gc_deletes_attachments_the_runtime_no_longer_has(lab: Lab) -> None:
     world.delete(keep)
 
 
-def test_parallel_and_sequential_give_the_same_pod(lab: Lab) -> None:
+def test_parallel_and_sequential_give_the_same_pod(lab: Lab, mode: Mode) -> None:
     states = []
     results = []
     for parallel in (True, False):
-        world = World(lab, parallel=parallel)
+        world = World(lab, mode=mode, parallel=parallel)
         lan = lab.macvlan_parent(f"l{int(parallel)}")
         for index in range(1, 5):
             world.macvlan_nad(f"nad-{index}", master=lan, subnet=world.lan_subnet(index))
