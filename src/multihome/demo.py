@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from .cni.errors import CNIError
+from .testing.daemon import DaemonProcess, shim_binary
 from .testing.lab import Lab, is_root
 from .testing.world import Mode, World
 
@@ -42,10 +43,21 @@ def _show(value: Any) -> None:
         click.secho(f"     {line}", fg="cyan")
 
 
-def run(mode: Mode = "thin", shim: str = "", socket_dir: str = "") -> int:
+def run(mode: Mode | None = None) -> int:
+    """The demo through the shim and the daemon (the thin plugin if the shim is not built)."""
     if not is_root():
         click.echo("multihome demo needs root: it creates network namespaces.", err=True)
         return 1
+    if mode is None:
+        mode = "shim" if shim_binary().exists() else "thin"
+    if mode != "shim":
+        return _run(mode)
+    with DaemonProcess() as daemon:
+        click.echo(f"multihome daemon started (socket {daemon.socket_path})")
+        return _run(mode, socket_dir=daemon.socket_dir)
+
+
+def _run(mode: Mode, socket_dir: str = "") -> int:
     with Lab() as lab:
         _step(1, "A node: a LAN with one device on it, and a pod sandbox")
         lan = lab.bridge("lan")
@@ -54,7 +66,7 @@ def run(mode: Mode = "thin", shim: str = "", socket_dir: str = "") -> int:
         lab.address(device, "eth0", f"{DEVICE}/24")
         _say(f"LAN bridge {lan}; a device namespace {device.name} at {DEVICE}")
 
-        world = World(lab, mode=mode, shim=shim, socket_dir=socket_dir)
+        world = World(lab, mode=mode, socket_dir=socket_dir)
         _say(f"cluster network (bridge + host-local, {world.cluster_subnet}): {world.cluster_conf}")
         world.macvlan_nad(
             "iot-vlan",
@@ -125,4 +137,4 @@ def _entry(mode: Mode) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(run(os.environ.get("MULTIHOME_DEMO_MODE", "thin")))  # type: ignore[arg-type]
+    sys.exit(run(os.environ.get("MULTIHOME_DEMO_MODE") or None))  # type: ignore[arg-type]

@@ -4,18 +4,30 @@ Two jobs: moving default routes (``default-route`` in the selection
 annotation) and looking at what an interface really got (its MAC and
 addresses), so that a request the chain silently ignored fails the ADD.
 
-Hazard: a namespace switch is per thread.  pyroute2 opens its socket in the
-target namespace; callers in the daemon run these functions with
-`asyncio.to_thread`, never on the event-loop thread.  pyroute2 is imported
-here lazily: the thin plugin pays for it only when a pod asks for routes or
-addresses.
+Hazards:
+
+* A namespace switch is per thread.  These functions enter the pod's
+  namespace in the calling thread (setns), open the netlink socket there,
+  and switch back before returning; callers run them with
+  `asyncio.to_thread`, never on the event-loop thread.
+* pyroute2's own ``IPRoute(netns=...)`` forks a child to open the socket and
+  stops it with SIGTERM.  In the daemon the child inherits asyncio's signal
+  wake-up descriptor, so that SIGTERM reached the daemon's event loop as its
+  own and shut the daemon down.  Hence the setns here.
+
+pyroute2 is imported lazily: the thin plugin pays for it only when a pod
+asks for routes or addresses.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import ipaddress
+import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +52,36 @@ class DefaultRoute:
         return ipaddress.ip_address(self.gateway).version
 
 
-def _iproute(netns: str) -> Any:
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def _iproute(netns: str) -> Iterator[Any]:
+    """An IPRoute socket opened inside ``netns``; this thread is back home afterwards."""
     from pyroute2 import IPRoute
 
-    return IPRoute(netns=netns)
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(libc, target, netns)
+        finally:
+            os.close(target)
+        try:
+            ipr = IPRoute()  # the socket belongs to the namespace it is opened in
+        finally:
+            _setns(libc, home, "the thread's own namespace")
+        with ipr:
+            yield ipr
+    finally:
+        os.close(home)
+
+
+def _setns(libc: Any, fd: int, what: str) -> None:
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"setns into {what} failed: {os.strerror(code)}")
 
 
 def read_links(netns: str) -> dict[str, LinkState]:
