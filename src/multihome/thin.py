@@ -19,6 +19,7 @@ import sys
 from collections.abc import Mapping
 from typing import BinaryIO, TextIO
 
+from .cni.config import cni_version_of
 from .cni.errors import CNIError, Code
 from .cni.request import Request
 
@@ -31,7 +32,7 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
     cni_version = "1.0.0"
     try:
         request = Request.from_env(environ, stdin.read())
-        cni_version = _version_of(request.stdin) or cni_version
+        cni_version = cni_version_of(request.stdin) or cni_version
         from .engine.engine import Engine
 
         out = asyncio.run(Engine().handle(request))
@@ -45,17 +46,6 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
     if out:
         stdout.write(out + "\n")
     return 0
-
-
-def _version_of(stdin: bytes) -> str:
-    """The configuration's cniVersion, for the error JSON, if it can be read at all."""
-    import json
-
-    try:
-        value = json.loads(stdin).get("cniVersion")
-    except (ValueError, AttributeError):
-        return ""
-    return value if isinstance(value, str) else ""
 
 
 def main() -> None:

@@ -373,6 +373,19 @@ class NetConfList:
         return self.raw.text
 
 
+def cni_version_of(data: bytes) -> str:
+    """The top-level ``cniVersion`` of a configuration, or "" when it cannot be read.
+
+    For error replies in the version the runtime speaks, even when the
+    configuration itself is what is wrong.
+    """
+    try:
+        value = json.loads(data).get("cniVersion")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 def parse_network(data: str | bytes) -> NetConfList:
     """A ``.conf`` or a ``.conflist`` as a list: a conf has ``type``, a list ``plugins``."""
     raw = _parse_object(data, "network configuration")

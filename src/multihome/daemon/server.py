@@ -52,6 +52,7 @@ from multihome.cluster.credentials import CredentialsError
 from multihome.cluster.kube import KubeSource
 from multihome.cluster.local import LocalSource
 from multihome.cluster.source import Source
+from multihome.cni.config import cni_version_of
 from multihome.cni.errors import CNIError, Code
 from multihome.cni.invoking import Exec, default_exec
 from multihome.cni.request import Request
@@ -397,7 +398,7 @@ class Daemon:
         version = "1.0.0"
         try:
             env, stdin, _ = _decode_call(await self._body(http))
-            version = _version_of(stdin) or version
+            version = cni_version_of(stdin) or version
             text = await self.cni(env, stdin, request_id=request_id)
         except CNIError as err:
             return _shim_answer(err.to_json(version) + "\n", code=1, status=_status_of(err))
@@ -458,7 +459,7 @@ class Daemon:
         version = "1.0.0"
         try:
             env, stdin, _ = _decode_call(await self._body(http))
-            version = _version_of(stdin) or version
+            version = cni_version_of(stdin) or version
             text = await self.cni(
                 self._multus_env(env),
                 stdin,
@@ -478,7 +479,7 @@ class Daemon:
         request_id = http.headers.get(REQUEST_ID_HEADER) or _new_id()
         try:
             env, stdin, attributes = _decode_call(await self._body(http))
-            version = _version_of(stdin) or version
+            version = cni_version_of(stdin) or version
             env = self._multus_env(env)
             with logs.bound(
                 request=request_id,
@@ -696,15 +697,6 @@ def _multus_result(result: Result) -> web.Response:
 
 def _multus_error(err: CNIError, version: str, *, status: int) -> web.Response:
     return web.Response(status=status, text=err.to_json(version), content_type="application/json")
-
-
-def _version_of(stdin: bytes) -> str:
-    """The configuration's cniVersion, for errors in the runtime's version, if readable."""
-    try:
-        value = json.loads(stdin).get("cniVersion")
-    except (ValueError, AttributeError):
-        return ""
-    return value if isinstance(value, str) else ""
 
 
 def _describe(record: CacheRecord, directory: str) -> dict[str, Any]:
