@@ -7,7 +7,7 @@ networks of the configuration only).
 
 The import path is kept short on purpose (measured with ``python -X
 importtime -m multihome.thin``): no aiohttp, no prometheus, no click, and
-pyroute2 only when a pod asks for default routes or checked addresses.
+no netlink library (the namespace is read with iproute2's ``ip``).
 """
 
 from __future__ import annotations

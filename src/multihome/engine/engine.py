@@ -52,7 +52,7 @@ from multihome.networks.findings import Finding, errors, to_cni_error
 from multihome.networks.status import network_statuses, serialise
 from multihome.networks.validation import compare_requested
 
-from . import netlink
+from . import podnet
 from .cache import AttachmentCache, CachedAttachment, CacheRecord
 from .conffiles import DiskFiles
 
@@ -348,7 +348,7 @@ class Engine:
             return
         found = errors(compare_requested(selection, result, ifname=attachment.ifname))
         if not found:
-            observed = await asyncio.to_thread(_observed, request.netns, attachment.ifname)
+            observed = await _observed(request.netns, attachment.ifname)
             found = errors(compare_requested(selection, observed, ifname=attachment.ifname))
         if not found:
             return
@@ -368,7 +368,7 @@ class Engine:
         )
 
     async def _move_default_routes(self, plan: PodPlan, request: Request) -> None:
-        take: list[netlink.DefaultRoute] = []
+        take: list[podnet.DefaultRoute] = []
         clear: list[tuple[str, int]] = []
         for attachment in plan.attachments:
             selection = attachment.selection
@@ -376,13 +376,11 @@ class Engine:
                 continue
             if not selection.default_route:
                 clear += [(attachment.ifname, 4), (attachment.ifname, 6)]
-            take += [netlink.DefaultRoute(attachment.ifname, gw) for gw in selection.default_route]
+            take += [podnet.DefaultRoute(attachment.ifname, gw) for gw in selection.default_route]
         if take or clear:
             try:
-                await asyncio.to_thread(
-                    netlink.apply_default_routes, request.netns, take=take, clear=clear
-                )
-            except Exception as err:
+                await podnet.apply_default_routes(request.netns, take=take, clear=clear)
+            except (OSError, TimeoutError) as err:
                 raise CNIError(
                     Code.IO_FAILURE,
                     f"pod {plan.namespace}/{plan.name}: failed to set the default routes: {err}",
@@ -524,7 +522,12 @@ class Engine:
                 f"container {request.container_id} has no attachments cached on this node",
                 "CHECK needs a successful ADD first",
             )
-        links = await asyncio.to_thread(netlink.read_links, request.netns)
+        try:
+            links = await podnet.read_links(request.netns)
+        except (OSError, TimeoutError) as err:
+            raise CNIError(
+                Code.IO_FAILURE, f"pod {record.pod}: cannot look into {request.netns}: {err}"
+            ) from err
         for cached in record.attachments:
             where = f"pod {record.pod}: network {cached.network!r} ({cached.ifname})"
             conf = NetConfList.parse(cached.config)
@@ -642,9 +645,12 @@ def _record(request: Request, config: MultusConfig, plan: PodPlan) -> CacheRecor
     )
 
 
-def _observed(netns: str, ifname: str) -> Result:
+async def _observed(netns: str, ifname: str) -> Result:
     """The interface as the namespace shows it, in the shape of a result."""
-    link = netlink.read_links(netns).get(ifname)
+    try:
+        link = (await podnet.read_links(netns)).get(ifname)
+    except (OSError, TimeoutError) as err:
+        raise CNIError(Code.IO_FAILURE, f"cannot look into {netns}: {err}") from err
     if link is None:
         return Result(versions.LATEST)
     return Result(

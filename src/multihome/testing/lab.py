@@ -9,8 +9,8 @@ whose names start with the prefix, and its scratch directories, also when the
 test failed half-way.
 
 The lab shells out to iproute2's ``ip`` (``-j`` for JSON): it is what an
-operator would type, and it keeps the lab independent of the code under test,
-which uses netlink through pyroute2.
+operator would type, and it is the same tool the engine uses inside pods, but
+the lab calls it directly, not through the code under test.
 """
 
 from __future__ import annotations
