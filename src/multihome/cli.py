@@ -94,9 +94,7 @@ def status(socket_path: str | None, config_path: str, output: str) -> None:
     click.echo(render_table(info, listing), nl=False)
 
 
-@cli.command(
-    "install", context_settings={"ignore_unknown_options": True}, add_help_option=False
-)
+@cli.command("install", context_settings={"ignore_unknown_options": True}, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def install(args: tuple[str, ...]) -> None:
     """Copy the shim (and the thin plugin launcher) into the CNI bin dir, atomically."""
