@@ -63,3 +63,14 @@ def test_broken_manifest_names_the_file(tmp_path: Path) -> None:
         LocalSource(tmp_path).objects()
     with pytest.raises(ManifestError, match="does not exist"):
         LocalSource(tmp_path / "nope").objects()
+
+
+def test_an_edited_or_removed_manifest_shows_at_the_next_lookup(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(MANIFESTS)
+    source = LocalSource(tmp_path)
+    assert asyncio.run(source.get_nad("default", "iot-vlan")) is not None
+    (tmp_path / "a.yaml").write_text(MANIFESTS.replace("iot-vlan", "iot-lan"))
+    assert asyncio.run(source.get_nad("default", "iot-vlan")) is None
+    assert asyncio.run(source.get_nad("default", "iot-lan")) is not None
+    (tmp_path / "a.yaml").unlink()
+    assert source.objects() == []
