@@ -141,6 +141,10 @@ def _trim_meta(meta: Mapping[str, Any], keep: Any) -> Object:
 
 
 def _pod_annotation(key: str) -> bool:
+    # network-status is what multihome writes, never what it reads: caching
+    # it would double every pod's footprint in the daemon.
+    if key in (STATUS_ANNOTATION, "k8s.v1.cni.cncf.io/networks-status"):
+        return False
     return key.startswith(POD_ANNOTATION_PREFIXES) or key == CONFIG_SOURCE_ANNOTATION
 
 

@@ -80,7 +80,6 @@ def test_a_pod_keeps_only_what_multihome_reads():
             "resourceVersion": "42",
             "annotations": {
                 "k8s.v1.cni.cncf.io/networks": "nad-a",
-                "k8s.v1.cni.cncf.io/network-status": "[]",
                 "v1.multus-cni.io/default-network": "calico",
                 "kubernetes.io/config.source": "api",
             },
