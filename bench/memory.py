@@ -1,0 +1,291 @@
+"""5. Memory: the daemon's resident memory idle, with a node's worth of cache, and over many cycles.
+
+* idle: a daemon without a cluster source, just ready;
+* loaded: a daemon in Kubernetes mode whose watch cache holds 110 pods bound
+  to this node (the kubelet's default pod limit) and 1,000 NADs (API double),
+  before any request;
+* cycles: that daemon after N ADD/DEL cycles of those pods (10,000; 1,000
+  with ``--quick``), sampled after the 1st, the 10th and every 5% of the
+  cycles.  Target: RSS after the cycles within 5% of RSS before them.  The
+  growth after the first 10% of the cycles is reported too: a leak shows as
+  a slope there, a one-time warm-up (lazy imports, first allocations, the
+  event queue filling to its bound) does not.
+
+The delegates are `bench-noop`, a two-line shell script that answers ADD
+with a fixed result: exec'ing the real plugins 20,000 times would take most
+of an hour, and what grows or not here is the daemon, which still execs a
+process per delegate, writes its cache, PATCHes the API and queues events
+exactly as with real plugins.  The cycles go through the shim, 4 at a time,
+each worker on its own pods.  The daemon's client limits are lifted
+(``kube.qps``/``burst`` 1000): at the default 10 requests/s the cycles would
+take an hour; events keep their default pacing, so their queue fills up to
+its bound on the way.
+
+Design target (design.md): at most 50 MiB with 110 pods and 1,000 NADs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+from typing import Any
+
+from multihome.testing.apiserver import ApiServerDouble, run_in_thread
+from multihome.testing.lab import CNI_BIN_DIR, lab
+from multihome.testing.world import Sandbox
+
+from . import node
+from .context import Settings
+from .kube import NODE
+from .report import Panel, Row, Section
+
+NAME = "memory"
+PODS = 110
+NADS = 1000
+TARGET_MIB = 50.0
+TARGET_GROWTH = 0.05
+WORKERS = 4
+SAMPLES = 20
+
+NOOP = """#!/bin/sh
+# bench-noop: a CNI plugin that does nothing, quickly (multihome's memory benchmark).
+case "$CNI_COMMAND" in
+ADD) printf '{"cniVersion":"1.0.0","interfaces":[{"name":"%s","mac":"02:00:00:00:00:01",\
+"sandbox":"%s"}],"ips":[{"address":"192.0.2.2/24","interface":0}]}' "$CNI_IFNAME" "$CNI_NETNS" ;;
+VERSION) printf '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}' ;;
+esac
+"""
+
+
+def _nad(index: int) -> dict[str, Any]:
+    """A NAD the size of a typical macvlan + host-local one."""
+    name = f"nad-{index:04d}"
+    config = {
+        "cniVersion": "1.0.0",
+        "name": name,
+        "type": "bench-noop",
+        "master": "eth1",
+        "mode": "bridge",
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": f"10.{index // 250}.{index % 250}.0/24"}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+        },
+    }
+    return {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"config": json.dumps(config)},
+    }
+
+
+def _pod(index: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"mem-{index}",
+            "namespace": "default",
+            "labels": {"app": "bench", "pod-template-hash": "5d9c7b8f6"},
+            "annotations": {"k8s.v1.cni.cncf.io/networks": f"nad-{index * 9 % NADS:04d}"},
+        },
+        "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "busybox"}]},
+    }
+
+
+def _mib(kib: int) -> float:
+    return kib / 1024
+
+
+def run(settings: Settings) -> Section:
+    section = Section(NAME, "Memory: daemon resident set", settings.command(NAME))
+    cycles = settings.pick(10_000, 1_000)
+    with lab() as the_lab:
+        root = the_lab.tmpdir()
+        bin_dir, conf_dir = root / "bin", root / "net.d"
+        bin_dir.mkdir()
+        conf_dir.mkdir()
+        (bin_dir / "bench-noop").write_text(NOOP)
+        (bin_dir / "bench-noop").chmod(0o755)
+        cluster = conf_dir / "10-cluster.conflist"
+        noop = {"cniVersion": "1.0.0", "name": "cluster", "plugins": [{"type": "bench-noop"}]}
+        cluster.write_text(json.dumps(noop))
+        netns = the_lab.netns("mem")
+        lan = the_lab.macvlan_parent("lan")
+        config = {
+            "cniVersion": "1.0.0",
+            "name": "multihome-cni-network",
+            "type": "multihome-shim",
+            "clusterNetwork": str(cluster),
+            "confDir": str(conf_dir),
+            "cniDir": str(root / "cni"),
+            "binDir": str(bin_dir),
+        }
+
+        with node.daemon(section=section) as idle_daemon:
+            idle = node.rss_kib(node.pid_of(idle_daemon))
+
+        with run_in_thread() as api:
+            _fill(api, lan=lan)
+            kubeconfig = api.write_kubeconfig(root / "kubeconfig")
+            daemon_config = {
+                "kubeconfig": str(kubeconfig),
+                "nodeName": NODE,
+                "kube": {"qps": 1000, "burst": 1000},
+            }
+            with node.daemon(daemon_config, section=section) as daemon:
+                pid = node.pid_of(daemon)
+                node.wait_for_cache(daemon, pods=PODS + 1, nads=NADS + 1)
+                loaded = node.rss_kib(pid)
+                runtime = node.ExecRuntime(
+                    "shim",
+                    [str(node.shim_binary())],
+                    env=_env,
+                    config={**config, "daemonSocketDir": daemon.socket_dir},
+                )
+                # One real ADD whose address the engine checks in the pod's
+                # namespace: it loads what a working node has loaded.
+                static = Sandbox("mem-static", "default", netns, f"{the_lab.prefix}mstatic", "")
+                runtime.call("ADD", static)
+                runtime.call("DEL", static)
+                first_add = node.rss_kib(pid)
+                sandboxes = [
+                    Sandbox(f"mem-{i}", "default", netns, f"{the_lab.prefix}m{i:04d}", "")
+                    for i in range(PODS)
+                ]
+                series, seconds = _cycle(runtime, sandboxes, cycles, pid)
+                leftovers = len(list((root / "cni" / "multihome").glob("*.json")))
+
+    rss = {n: sample["VmRSS"] for n, sample in series}
+    before = first_add["VmRSS"]
+    after = rss[cycles]
+    growth = after / before - 1
+    warmed = after / rss[cycles // 10] - 1
+    peak = max([loaded["VmRSS"], before, *rss.values()])
+    section.rows += [
+        Row("idle, no cluster source", _text(idle)),
+        Row(f"{PODS} pods + {NADS} NADs cached, before any request", _text(loaded)),
+        Row("after a first ADD+DEL with a static IP (the namespace checked)", _text(first_add)),
+        Row("after the first no-op ADD/DEL cycle", f"{_mib(rss[1]):.1f} MiB"),
+        Row(f"after {cycles} ADD/DEL cycles", f"{_mib(after):.1f} MiB"),
+        Row(
+            "peak RSS with the cache loaded",
+            f"{_mib(peak):.1f} MiB",
+            f"<= {TARGET_MIB:g} MiB",
+            _mib(peak) <= TARGET_MIB,
+        ),
+        Row(
+            f"growth over {cycles} cycles",
+            f"{growth * 100:+.1f}%",
+            f"< {TARGET_GROWTH * 100:g}%",
+            growth < TARGET_GROWTH,
+        ),
+        Row(
+            f"growth over the last {cycles - cycles // 10} cycles (warm-up excluded)",
+            f"{warmed * 100:+.1f}%",
+        ),
+        Row(f"cycles/s (no-op delegates, {WORKERS} in flight)", f"{cycles / seconds:.0f}"),
+        Row("cache records left after the cycles", str(leftovers), "0", leftovers == 0),
+    ]
+    section.data = {
+        "cycles": cycles,
+        "pods": PODS,
+        "nads": NADS,
+        "workers": WORKERS,
+        "idle_kib": idle,
+        "loaded_kib": loaded,
+        "after_first_add_kib": first_add,
+        "series": [{"cycles": n, **sample} for n, sample in series],
+        "peak_kib": peak,
+        "growth": growth,
+        "growth_after_warmup": warmed,
+        "cycles_per_second": cycles / seconds,
+        "cache_records_left": leftovers,
+    }
+    section.panels.append(
+        Panel(
+            f"Daemon RSS over ADD/DEL cycles ({PODS} pods, {NADS} NADs cached)",
+            "lines",
+            "MiB",
+            x=[0.0] + [float(n) for n, _ in series],
+            xlabel="ADD/DEL cycles (0: after the first real ADD)",
+            series={
+                "RSS": [_mib(before)] + [_mib(sample["VmRSS"]) for _, sample in series],
+                "anonymous": [_mib(first_add.get("RssAnon", 0))]
+                + [_mib(sample.get("RssAnon", 0)) for _, sample in series],
+            },
+        )
+    )
+    return section
+
+
+def _text(sample: dict[str, int]) -> str:
+    return f"{_mib(sample['VmRSS']):.1f} MiB (PSS {_mib(sample.get('Pss', 0)):.1f})"
+
+
+def _env(command: str, sandbox: Sandbox) -> dict[str, str]:
+    return {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": sandbox.container_id,
+        "CNI_NETNS": sandbox.netns.path,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": CNI_BIN_DIR,
+        "CNI_ARGS": sandbox.args,
+    }
+
+
+def _fill(api: ApiServerDouble, *, lan: str) -> None:
+    """The NADs and this node's pods, plus one pod with a static IP on a real macvlan network."""
+    for index in range(NADS):
+        api.create(_nad(index))
+    for index in range(PODS):
+        api.create(_pod(index))
+    macvlan = {
+        "cniVersion": "1.0.0",
+        "name": "static-lan",
+        "type": "macvlan",
+        "master": lan,
+        "mode": "bridge",
+        "capabilities": {"ips": True},
+        "ipam": {"type": "static"},
+    }
+    api.create(
+        {
+            "apiVersion": "k8s.cni.cncf.io/v1",
+            "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "static-lan", "namespace": "default"},
+            "spec": {"config": json.dumps(macvlan)},
+        }
+    )
+    pod = _pod(0)
+    pod["metadata"]["name"] = "mem-static"
+    selection = [{"name": "static-lan", "ips": ["198.51.100.10/24"]}]
+    pod["metadata"]["annotations"] = {"k8s.v1.cni.cncf.io/networks": json.dumps(selection)}
+    api.create(pod)
+
+
+def _cycle(
+    runtime: node.ExecRuntime, sandboxes: list[Sandbox], cycles: int, pid: int
+) -> tuple[list[tuple[int, dict[str, int]]], float]:
+    """Run the cycles, sampling RSS after the 1st, the 10th and every 1/`SAMPLES`th.
+
+    Returns the samples (cycles done, RSS) and the seconds the cycles took.
+    """
+
+    def one(index: int) -> None:
+        sandbox = sandboxes[index % len(sandboxes)]
+        runtime.call("ADD", sandbox)
+        runtime.call("DEL", sandbox)
+
+    marks = sorted({1, 10, *(cycles * k // SAMPLES for k in range(1, SAMPLES + 1))})
+    series = []
+    done = 0
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for upto in marks:
+            list(pool.map(one, range(done, upto)))
+            done = upto
+            series.append((done, node.rss_kib(pid)))
+    return series, time.perf_counter() - started
