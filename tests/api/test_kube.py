@@ -611,3 +611,15 @@ async def test_a_refused_pod_read_is_an_io_failure_not_try_again(
     assert failure.value.code == Code.IO_FAILURE
     assert "failed to get pod default/web" in failure.value.msg
     assert "HTTP 403" in failure.value.details
+
+
+async def test_the_dedup_memory_is_bounded_by_count(api: ApiServerDouble, source: KubeSource):
+    web = api.create(pod("web"))
+    source.recorder.dedup_size = 3
+    for index in range(10):
+        await source.emit_event(web, type="Normal", reason="AddedInterface", message=f"m{index}")
+    assert len(source.recorder._seen) == 3
+    # The oldest went first; the newest, m9, is still remembered as sent.
+    await source.emit_event(web, type="Normal", reason="AddedInterface", message="m9")
+    assert source.recorder.counts["deduplicated"] == 1
+    await source.flush()

@@ -45,6 +45,7 @@ class EventRecorder:
         qps: float = 1.0,
         burst: int = 25,
         dedup_window: float = 600.0,
+        dedup_size: int = 1024,
         queue_size: int = 1000,
         retry_seconds: float = 10.0,
         clock: Clock = time.monotonic,
@@ -55,6 +56,9 @@ class EventRecorder:
         self.component = component
         self.host = host
         self.dedup_window = dedup_window
+        # A node that attaches pods fast sees thousands of distinct messages
+        # within the window: the memory is bounded by count too, oldest out.
+        self.dedup_size = dedup_size
         self.retry_seconds = retry_seconds
         self.counts: Counter[str] = Counter()
         self._bucket = TokenBucket(rate=qps, burst=burst, clock=clock, sleep=sleep)
@@ -90,6 +94,8 @@ class EventRecorder:
             log.exception("cannot queue an event")
             return
         self._seen[key] = now + self.dedup_window
+        while len(self._seen) > self.dedup_size:
+            self._seen.popitem(last=False)
         self.counts["queued"] += 1
 
     async def flush(self) -> None:
