@@ -40,6 +40,7 @@ def daemon(config_path: str, allow_non_root: bool) -> None:
     """Run the node daemon (thick mode): serve multihome-shim over a unix socket."""
     import asyncio
 
+    from .cni.invoking import use_pidfd_child_watcher
     from .daemon import logs
     from .daemon.config import DaemonConfig, DaemonConfigError
     from .daemon.server import serve
@@ -50,6 +51,7 @@ def daemon(config_path: str, allow_non_root: bool) -> None:
         click.echo(f"multihome daemon: {err}", err=True)
         sys.exit(1)
     logs.configure(config)
+    use_pidfd_child_watcher()
     sys.exit(asyncio.run(serve(config, allow_non_root=allow_non_root)))
 
 

@@ -33,8 +33,10 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
     try:
         request = Request.from_env(environ, stdin.read())
         cni_version = cni_version_of(request.stdin) or cni_version
+        from .cni.invoking import use_pidfd_child_watcher
         from .engine.engine import Engine
 
+        use_pidfd_child_watcher()
         out = asyncio.run(Engine().handle(request))
     except CNIError as err:
         stdout.write(err.to_json(cni_version) + "\n")

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import select
+import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -573,3 +574,19 @@ def test_build_plugin_conf_touches_only_injected_members() -> None:
         '{"type":"macvlan","master":"eth0","big":18446744073709551617,"ratio":1.50,'
         '"name":"chain","cniVersion":"1.0.0"}'
     )
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12 waits with a pidfd by itself")
+def test_plugins_are_waited_for_with_a_pidfd_not_a_thread() -> None:
+    import warnings
+
+    from multihome.cni.invoking import use_pidfd_child_watcher
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        before = asyncio.get_child_watcher()
+        try:
+            use_pidfd_child_watcher()
+            assert isinstance(asyncio.get_child_watcher(), asyncio.PidfdChildWatcher)
+        finally:
+            asyncio.set_child_watcher(before)
