@@ -103,6 +103,7 @@ class Engine:
         self.on_delegate = on_delegate
         #: Upstream's one AddedInterface event per interface, instead of one per ADD.
         self.event_per_interface = event_per_interface
+        self._local_sources: dict[str, LocalSource] = {}
 
     # -- the request -------------------------------------------------------------------
     async def handle(self, request: Request) -> str:
@@ -155,7 +156,11 @@ class Engine:
         if self.source is not None:
             return self.source
         if config.manifest_dir:
-            return LocalSource(config.manifest_dir)
+            # One per directory, kept: it caches the parsed manifests.
+            source = self._local_sources.get(config.manifest_dir)
+            if source is None:
+                source = self._local_sources[config.manifest_dir] = LocalSource(config.manifest_dir)
+            return source
         return None
 
     def _runtime(self, config: MultusConfig, request: Request, **kw: Any) -> RuntimeConf:
