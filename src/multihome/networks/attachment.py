@@ -311,21 +311,7 @@ class _Resolver:
                 )
             if selections:
                 selection = selections[0]
-                network, found = network_for(
-                    selection.namespace,
-                    selection.name,
-                    nads=self.nads,
-                    files=self.files,
-                    conf_dir=config.conf_dir,
-                    path=selection.path,
-                )
-                self.findings.extend(found)
-                if network is not None:
-                    self.findings.extend(
-                        validation.check_against_network(
-                            selection, network.conf, network=network.name
-                        )
-                    )
+                network = self.lookup(selection)
                 return _Pending(
                     selection.path, network, selection, is_default=True, ifname=selection.interface
                 )
@@ -360,12 +346,16 @@ class _Resolver:
             if problem:
                 self.findings.add("namespace-isolation", f"{selection.path}.namespace", problem)
                 return None
+        return self.lookup(selection)
+
+    def lookup(self, selection: NetworkSelection) -> Network | None:
+        """The selected network, with what its NAD and the request have to say."""
         network, found = network_for(
             selection.namespace,
             selection.name,
             nads=self.nads,
             files=self.files,
-            conf_dir=config.conf_dir,
+            conf_dir=self.config.conf_dir,
             path=selection.path,
         )
         self.findings.extend(found)
