@@ -8,6 +8,7 @@ plugin binary, and through the static shim and the daemon.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from collections.abc import Iterator
@@ -245,3 +246,37 @@ def test_parallel_and_sequential_give_the_same_pod(lab: Lab, mode: Mode) -> None
     # Both worlds share the lab's prefix, hence the same subnets and addresses.
     assert states[0] == states[1]
     assert results[0]["ips"] == results[1]["ips"]
+
+
+def test_default_route_moves_to_net1_for_ipv4_and_ipv6(lab: Lab, mode: Mode) -> None:
+    world = World(lab, mode=mode)
+    lan = lab.macvlan_parent("lan")
+    subnet = world.lan_subnet(1)
+    subnet6 = f"fd{world.octets[1]:02x}:{world.octets[2]:02x}::/64"
+    world.nad(
+        "dual",
+        {
+            "cniVersion": "1.0.0",
+            "name": "dual",
+            "type": "macvlan",
+            "master": lan,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": str(world.ipam_dir),
+                "ranges": [[{"subnet": subnet}], [{"subnet": subnet6}]],
+            },
+        },
+    )
+    gateways = [world.host(subnet, 1), str(ipaddress.ip_network(subnet6)[1])]
+    pod = world.pod("web", [{"name": "dual", "default-route": gateways}])
+
+    world.add(pod)
+
+    assert [(r["gateway"], r["dev"]) for r in lab.default_routes(pod.netns, 4)] == [
+        (gateways[0], "net1")
+    ]
+    assert [(r["gateway"], r["dev"]) for r in lab.default_routes(pod.netns, 6)] == [
+        (gateways[1], "net1")
+    ]
+    world.delete(pod)
+    assert world.allocations() == {}
