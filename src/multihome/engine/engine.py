@@ -176,13 +176,13 @@ class Engine:
         await _wait_for_readiness(config.readiness_indicator_file, READINESS_WAIT)
         source = self._source(config)
         cache = self._cache(config)
-        stale = cache.load(request.container_id)
+        stale = await asyncio.to_thread(cache.load, request.container_id)
         if stale is not None:
             # An ADD that died half-way (daemon killed, node rebooted) left its
             # record: undo it before trying again.
             log.info("container %s: removing the attachments of an earlier ADD", stale.pod)
             await self._delete_record(stale, config, cni_path=request.path)
-            cache.remove(request.container_id)
+            await asyncio.to_thread(cache.remove, request.container_id)
 
         pod = await self._pod(source, request)
         plan, findings = await self._plan(source, config, request, pod)
@@ -203,22 +203,23 @@ class Engine:
         record = _record(request, config, plan)
         # Written before anything runs: a crash from here on leaves a record
         # that DEL (or the next ADD) uses to clean up.
-        cache.save(record)
+        await asyncio.to_thread(cache.save, record)
         outcome = Outcome(
             plan=plan, result=Result(config.cni_version), results=[], findings=findings
         )
         try:
             results = await self._add_all(plan, record, config, request, outcome)
+            await self._verify_namespace(plan, request)
             await self._move_default_routes(plan, request)
         except BaseException as err:
             await self._delete_record(record, config, cni_path=request.path, started_only=True)
-            cache.remove(request.container_id)
+            await asyncio.to_thread(cache.remove, request.container_id)
             if isinstance(err, CNIError) and source is not None and pod is not None:
                 await _quietly(
                     source.emit_event(pod, type="Warning", reason="AddFailed", message=err.msg)
                 )
             raise
-        cache.save(record)
+        await asyncio.to_thread(cache.save, record)
         outcome.results = results
         outcome.result = next(
             (r for a, r in zip(plan.attachments, results, strict=True) if a.is_default), results[0]
@@ -337,40 +338,39 @@ class Engine:
                     self.on_delegate(attachment.name, plugin.type, elapsed)
         cached.state = "added"
         cached.result = result.to_dict()
-        await self._verify(plan, attachment, result, request)
+        self._verify(plan, attachment, result)
         return result
 
-    async def _verify(
-        self, plan: PodPlan, attachment: Attachment, result: Result, request: Request
-    ) -> None:
-        """Fail the ADD when the network did not give what the pod asked for.
+    def _verify(self, plan: PodPlan, attachment: Attachment, result: Result) -> None:
+        """Fail the ADD when the chain's result lacks what the pod asked for."""
+        if attachment.selection is not None:
+            found = errors(
+                compare_requested(attachment.selection, result, ifname=attachment.ifname)
+            )
+            if found:
+                raise _not_applied(plan, attachment, found)
 
-        First by the chain's result, then by the namespace itself: a plugin
-        may report what it was asked for without having done it.
+    async def _verify_namespace(self, plan: PodPlan, request: Request) -> None:
+        """The same against the namespace itself, once per ADD after every network ran.
+
+        A plugin may report what it was asked for without having done it.
         """
-        selection = attachment.selection
-        if selection is None or not (selection.mac or selection.ips):
+        asking = [
+            (a, a.selection)
+            for a in plan.attachments
+            if a.selection and (a.selection.mac or a.selection.ips)
+        ]
+        if not asking:
             return
-        found = errors(compare_requested(selection, result, ifname=attachment.ifname))
-        if not found:
-            observed = await _observed(request.netns, attachment.ifname)
+        try:
+            links = await podnet.read_links(request.netns)
+        except (OSError, TimeoutError) as err:
+            raise CNIError(Code.IO_FAILURE, f"cannot look into {request.netns}: {err}") from err
+        for attachment, selection in asking:
+            observed = _as_result(links.get(attachment.ifname), request.netns)
             found = errors(compare_requested(selection, observed, ifname=attachment.ifname))
-        if not found:
-            return
-        asked = {"mac"} if selection.mac else set()
-        asked |= {"ips"} if selection.ips else set()
-        missing = sorted(asked - attachment.conf.capabilities)
-        hint = (
-            f"no plugin of {attachment.name} declares the capability {', '.join(missing)}; "
-            "add one that does (tuning for mac, static IPAM for ips) to the NAD's chain"
-            if missing
-            else "a plugin of the chain ignored the request"
-        )
-        raise CNIError(
-            Code.INVALID_NETWORK_CONFIG,
-            f"{_where(plan, attachment)}: " + "; ".join(f.message for f in found),
-            hint,
-        )
+            if found:
+                raise _not_applied(plan, attachment, found)
 
     async def _move_default_routes(self, plan: PodPlan, request: Request) -> None:
         take: list[podnet.DefaultRoute] = []
@@ -417,7 +417,7 @@ class Engine:
     # -- DEL --------------------------------------------------------------------------
     async def delete(self, request: Request, config: MultusConfig) -> None:
         cache = self._cache(config)
-        record = cache.load(request.container_id)
+        record = await asyncio.to_thread(cache.load, request.container_id)
         source = self._source(config)
         if record is None:
             record = await self._record_without_cache(request, config, source)
@@ -427,14 +427,14 @@ class Engine:
         failed = await self._delete_record(record, config, cni_path=request.path, keep_failed=True)
         if failed:
             record.attachments = failed
-            cache.save(record)
+            await asyncio.to_thread(cache.save, record)
             first = failed[0]
             raise CNIError(
                 Code.TRY_AGAIN_LATER,
                 f"pod {record.pod}: failed to delete network {first.network!r} ({first.ifname})",
                 "the runtime retries DEL; what failed stays cached until a DEL succeeds",
             )
-        cache.remove(request.container_id)
+        await asyncio.to_thread(cache.remove, request.container_id)
         if source is not None and record.pod_name:
             with contextlib.suppress(Exception):
                 pod = await source.get_pod(record.pod_namespace, record.pod_name)
@@ -520,7 +520,7 @@ class Engine:
 
     # -- CHECK ------------------------------------------------------------------------
     async def check(self, request: Request, config: MultusConfig) -> None:
-        record = self._cache(config).load(request.container_id)
+        record = await asyncio.to_thread(self._cache(config).load, request.container_id)
         if record is None:
             raise CNIError(
                 Code.CONTAINER_UNKNOWN,
@@ -581,7 +581,7 @@ class Engine:
         for container_id in cache.container_ids():
             if container_id in live:
                 continue
-            record = cache.load(container_id)
+            record = await asyncio.to_thread(cache.load, container_id)
             if record is None:
                 continue
             log.info(
@@ -594,9 +594,9 @@ class Engine:
             )
             if failed:
                 record.attachments = failed
-                cache.save(record)
+                await asyncio.to_thread(cache.save, record)
             else:
-                cache.remove(container_id)
+                await asyncio.to_thread(cache.remove, container_id)
         cluster = await self._cluster_network(request, config)
         if cluster is not None:
             await gc_network_list(
@@ -650,18 +650,33 @@ def _record(request: Request, config: MultusConfig, plan: PodPlan) -> CacheRecor
     )
 
 
-async def _observed(netns: str, ifname: str) -> Result:
-    """The interface as the namespace shows it, in the shape of a result."""
-    try:
-        link = (await podnet.read_links(netns)).get(ifname)
-    except (OSError, TimeoutError) as err:
-        raise CNIError(Code.IO_FAILURE, f"cannot look into {netns}: {err}") from err
+def _as_result(link: podnet.LinkState | None, netns: str) -> Result:
+    """An interface as the namespace shows it, in the shape of a result."""
     if link is None:
         return Result(versions.LATEST)
     return Result(
         versions.LATEST,
-        interfaces=(Interface(name=ifname, mac=link.mac, sandbox=netns),),
+        interfaces=(Interface(name=link.name, mac=link.mac, sandbox=netns),),
         ips=tuple(IPConfig(address=a, interface=0) for a in link.addresses),
+    )
+
+
+def _not_applied(plan: PodPlan, attachment: Attachment, found: list[Finding]) -> CNIError:
+    """What the pod asked for and did not get, and which capability is likely missing."""
+    selection = attachment.selection
+    asked = {"mac"} if selection and selection.mac else set()
+    asked |= {"ips"} if selection and selection.ips else set()
+    missing = sorted(asked - attachment.conf.capabilities)
+    hint = (
+        f"no plugin of {attachment.name} declares the capability {', '.join(missing)}; "
+        "add one that does (tuning for mac, static IPAM for ips) to the NAD's chain"
+        if missing
+        else "a plugin of the chain ignored the request"
+    )
+    return CNIError(
+        Code.INVALID_NETWORK_CONFIG,
+        f"{_where(plan, attachment)}: " + "; ".join(f.message for f in found),
+        hint,
     )
 
 
