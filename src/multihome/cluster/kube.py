@@ -65,6 +65,9 @@ class KubeConfig:
     burst: int = 20
     #: The limit for one request (a watch: the server-side timeout plus this).
     request_timeout: float = 30.0
+    #: At shutdown, how long queued events may take to go out before they are dropped:
+    #: the daemon's drain plus this must fit the pod's termination grace period (30 s).
+    stop_flush_seconds: float = 5.0
     #: How long reads (GET, list) are retried on 5xx, 429 and connection errors.
     retry_seconds: float = 10.0
     #: How long an ADD waits for a pod the cache has not seen yet before one GET.
@@ -277,7 +280,7 @@ class KubeSource:
             self._tasks = [asyncio.create_task(self.recorder.run(), name="multihome-events")]
         if self._tasks:
             try:
-                async with asyncio.timeout(self.config.request_timeout):
+                async with asyncio.timeout(self.config.stop_flush_seconds):
                     await self.recorder.flush()
             except TimeoutError:
                 log.warning("stopping with %d events unsent", self.recorder.pending)

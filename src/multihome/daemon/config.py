@@ -110,7 +110,9 @@ class DaemonConfig:
     request_timeout: float = 240.0
     max_request_bytes: int = _DEFAULT_MAX_REQUEST_BYTES
     #: How long in-flight requests may finish after SIGTERM before they are rolled back.
-    shutdown_timeout: float = 25.0
+    #: With the event flush (kube stopFlushSeconds, 5 s) it fits Kubernetes' default
+    #: 30 s termination grace period.
+    shutdown_timeout: float = 20.0
     log_level: str = "info"
     log_file: str = ""
     log_to_stderr: bool = True
