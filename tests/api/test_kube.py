@@ -28,6 +28,7 @@ from multihome.cluster.source import STATUS_ANNOTATION
 from multihome.cluster.watching import Reflector
 from multihome.cni.errors import CNIError, Code
 from multihome.testing.apiserver import ApiServerDouble
+from multihome.testing.fakeclock import FakeTime
 
 NODE = "node1"
 TOKEN = "t0k3n-1"
@@ -274,22 +275,6 @@ async def test_repeated_events_are_sent_once(api: ApiServerDouble, source: KubeS
     ]
     assert source.recorder.counts["deduplicated"] == 2
     assert source.recorder.counts["sent"] == 2
-
-
-class FakeTime:
-    """A clock that only sleeping moves: pacing shows as exact delays, not as time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        self.slept.append(delay)
-        self.now += delay
-        await asyncio.sleep(0)
 
 
 async def test_events_are_paced_by_their_own_budget(api: ApiServerDouble, kubeconfig: Path):

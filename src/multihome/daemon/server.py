@@ -370,26 +370,15 @@ class Daemon:
         self.cache_dirs.add(cache_dir)
         engine = self._local if config.manifest_dir or self.source is None else self._cluster
         with self.metrics.request_scope():
-            if request.command == "ADD":
-                outcome = await engine.add(request, config)
+            done = await engine.run(request, config)
+            if done.outcome is not None:
                 log.info(
                     "attached %s",
-                    ", ".join(f"{a.name} as {a.ifname}" for a in outcome.plan.attachments),
+                    ", ".join(f"{a.name} as {a.ifname}" for a in done.outcome.plan.attachments),
                 )
-                return outcome.result.to_json(config.cni_version)
             if request.command == "DEL":
-                record = await asyncio.to_thread(
-                    AttachmentCache(cache_dir).load, request.container_id
-                )
-                await engine.delete(request, config)
-                self.metrics.observe_delete(record)
-            elif request.command == "CHECK":
-                await engine.check(request, config)
-            elif request.command == "GC":
-                await engine.gc(request, config)
-            elif request.command == "STATUS":
-                await engine.status(request, config)
-        return ""
+                self.metrics.observe_delete(done.deleted)
+        return done.text
 
     # -- HTTP: multihome's shim ----------------------------------------------------------
 

@@ -76,6 +76,17 @@ class Outcome:
     delegate_seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Done:
+    """A command's answer to the runtime and what callers report about it."""
+
+    text: str = ""
+    #: ADD: the plan, the results and the timings.
+    outcome: Outcome | None = None
+    #: DEL: the cached record whose attachments were deleted (None: nothing cached).
+    deleted: CacheRecord | None = None
+
+
 class Engine:
     """ADD, DEL, CHECK, GC and STATUS of pods.
 
@@ -115,18 +126,22 @@ class Engine:
             log.info("%s", notice)
         if self.source is None and config.kubeconfig and not config.manifest_dir:
             return await self._with_kube(request, config)
+        return (await self.run(request, config)).text
+
+    async def run(self, request: Request, config: MultusConfig) -> Done:
+        """One command with its configuration parsed; what it printed and produced."""
         if request.command == "ADD":
             outcome = await self.add(request, config)
-            return outcome.result.to_json(config.cni_version)
+            return Done(outcome.result.to_json(config.cni_version), outcome=outcome)
         if request.command == "DEL":
-            await self.delete(request, config)
-        elif request.command == "CHECK":
+            return Done(deleted=await self.delete(request, config))
+        if request.command == "CHECK":
             await self.check(request, config)
         elif request.command == "GC":
             await self.gc(request, config)
         elif request.command == "STATUS":
             await self.status(request, config)
-        return ""
+        return Done()
 
     async def _with_kube(self, request: Request, config: MultusConfig) -> str:
         """One request against the API without a watch cache (the thin plugin).
@@ -415,14 +430,15 @@ class Engine:
             )
 
     # -- DEL --------------------------------------------------------------------------
-    async def delete(self, request: Request, config: MultusConfig) -> None:
+    async def delete(self, request: Request, config: MultusConfig) -> CacheRecord | None:
+        """DEL a container's attachments; the cached record it deleted, if there was one."""
         cache = self._cache(config)
-        record = await asyncio.to_thread(cache.load, request.container_id)
+        cached = record = await asyncio.to_thread(cache.load, request.container_id)
         source = self._source(config)
         if record is None:
             record = await self._record_without_cache(request, config, source)
             if record is None:
-                return
+                return None
         record.netns = request.netns or record.netns
         failed = await self._delete_record(record, config, cni_path=request.path, keep_failed=True)
         if failed:
@@ -440,6 +456,7 @@ class Engine:
                 pod = await source.get_pod(record.pod_namespace, record.pod_name)
                 if pod is not None:
                     await source.set_network_status(pod, None)
+        return cached
 
     async def _record_without_cache(
         self, request: Request, config: MultusConfig, source: Source | None

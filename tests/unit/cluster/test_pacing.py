@@ -5,19 +5,7 @@ from __future__ import annotations
 import pytest
 
 from multihome.cluster.pacing import Backoff, TokenBucket
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        self.slept.append(delay)
-        self.now += delay
+from multihome.testing.fakeclock import FakeTime
 
 
 async def test_the_burst_is_free_then_requests_are_spaced_by_the_rate():
