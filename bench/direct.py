@@ -27,7 +27,9 @@ from pathlib import Path
 from multihome.cni import version as versions
 from multihome.cni.config import NetConf, NetConfList
 from multihome.cni.errors import CNIError
-from multihome.cni.invoking import RuntimeConf, build_plugin_conf, find_plugin, plugin_env
+from multihome.cni.finding import find_plugin
+from multihome.cni.invoking import build_plugin_conf
+from multihome.cni.process import RuntimeConf, plugin_env
 from multihome.cni.result import Result
 from multihome.engine.cache import AttachmentCache, CacheRecord
 from multihome.testing.world import Sandbox

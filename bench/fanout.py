@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from multihome.cni.invoking import Exec, Outcome, default_exec
+from multihome.cni.process import Exec, Outcome, default_exec
 from multihome.engine.engine import Engine
 from multihome.testing.lab import lab
 from multihome.testing.world import World

@@ -40,7 +40,7 @@ def daemon(config_path: str, allow_non_root: bool) -> None:
     """Run the node daemon (thick mode): serve multihome-shim over a unix socket."""
     import asyncio
 
-    from .cni.invoking import use_pidfd_child_watcher
+    from .cni.process import use_pidfd_child_watcher
     from .daemon import logs
     from .daemon.config import DaemonConfig, DaemonConfigError
     from .daemon.server import serve

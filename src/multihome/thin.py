@@ -33,7 +33,7 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
     try:
         request = Request.from_env(environ, stdin.read())
         cni_version = cni_version_of(request.stdin) or cni_version
-        from .cni.invoking import use_pidfd_child_watcher
+        from .cni.process import use_pidfd_child_watcher
         from .engine.engine import Engine
 
         use_pidfd_child_watcher()

@@ -20,24 +20,21 @@ import pytest
 
 from multihome.cni.config import NetConfList, parse_network
 from multihome.cni.errors import CNIError, Code
+from multihome.cni.fakeexec import Call, FakeExec
+from multihome.cni.finding import find_plugin
 from multihome.cni.invoking import (
-    Call,
-    FakeExec,
-    Outcome,
-    PluginInfo,
-    RuntimeConf,
-    SubprocessExec,
     add_network_list,
     build_plugin_conf,
     check_network_list,
     del_network_list,
     exec_plugin,
     exec_plugin_with_result,
-    find_plugin,
     gc_network_list,
     status_network_list,
     version_info,
 )
+from multihome.cni.output import PluginInfo
+from multihome.cni.process import Outcome, RuntimeConf, SubprocessExec
 from multihome.cni.result import Interface, IPConfig, Result
 
 CONF = b'{"cniVersion":"1.0.0","name":"net","type":"x"}'
@@ -580,7 +577,7 @@ def test_build_plugin_conf_touches_only_injected_members() -> None:
 def test_plugins_are_waited_for_with_a_pidfd_not_a_thread() -> None:
     import warnings
 
-    from multihome.cni.invoking import use_pidfd_child_watcher
+    from multihome.cni.process import use_pidfd_child_watcher
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -25,13 +25,8 @@ from multihome.cluster.local import ManifestError
 from multihome.cluster.source import Source
 from multihome.cni.config import NetConf, NetConfList, RawJSON
 from multihome.cni.errors import CNIError, Code
-from multihome.cni.invoking import (
-    Exec,
-    RuntimeConf,
-    add_network_list,
-    check_network_list,
-    del_network_list,
-)
+from multihome.cni.invoking import add_network_list, check_network_list, del_network_list
+from multihome.cni.process import Exec, RuntimeConf
 from multihome.cni.request import Request
 from multihome.cni.result import Result
 from multihome.engine.cache import AttachmentCache, CachedAttachment

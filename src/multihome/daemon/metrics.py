@@ -36,7 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from multihome.cni.invoking import Exec, Outcome
+from multihome.cni.process import Exec, Outcome
 from multihome.cni.request import COMMANDS
 from multihome.engine.cache import CacheRecord
 

@@ -54,7 +54,7 @@ from multihome.cluster.local import LocalSource
 from multihome.cluster.source import Source
 from multihome.cni.config import cni_version_of
 from multihome.cni.errors import CNIError, Code
-from multihome.cni.invoking import Exec, default_exec
+from multihome.cni.process import Exec, default_exec
 from multihome.cni.request import Request
 from multihome.cni.result import Result
 from multihome.engine.cache import AttachmentCache, CacheRecord

@@ -34,15 +34,13 @@ from multihome.cni import version as versions
 from multihome.cni.config import NetConfList
 from multihome.cni.errors import CNIError, Code
 from multihome.cni.invoking import (
-    Exec,
-    RuntimeConf,
     add_network_list,
     check_network_list,
-    default_exec,
     del_network_list,
     gc_network_list,
     status_network_list,
 )
+from multihome.cni.process import Exec, RuntimeConf, default_exec
 from multihome.cni.request import Request
 from multihome.cni.result import Interface, IPConfig, Result
 from multihome.networks.attachment import Attachment, PodPlan, plan_pod, referenced_nads

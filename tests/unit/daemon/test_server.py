@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from multihome.cni.invoking import Call, FakeExec
+from multihome.cni.fakeexec import Call, FakeExec
 from multihome.daemon import logs
 from multihome.daemon.config import DaemonConfig
 from multihome.daemon.server import Daemon, DaemonError

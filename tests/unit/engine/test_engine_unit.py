@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from multihome.cni.errors import CNIError, Code
-from multihome.cni.invoking import Call, FakeExec
+from multihome.cni.fakeexec import Call, FakeExec
 from multihome.cni.request import Request
 from multihome.engine.cache import AttachmentCache
 from multihome.engine.engine import Engine
