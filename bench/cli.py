@@ -21,6 +21,7 @@ MEASUREMENTS = {
     "throughput": "bench.throughput",
     "memory": "bench.memory",
     "shim": "bench.shimstart",
+    "burst": "bench.burst",
 }
 OUT = Path(__file__).resolve().parent / "out"
 
