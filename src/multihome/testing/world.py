@@ -16,6 +16,7 @@ Subnets are derived from the lab's prefix, so two worlds on one machine
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -31,6 +32,7 @@ from multihome.cni.errors import CNIError
 from multihome.cni.request import Request
 from multihome.cni.result import Result
 
+from . import leaks
 from .daemon import shim_binary
 from .lab import CNI_BIN_DIR, Lab, Netns
 
@@ -250,6 +252,22 @@ class World:
     def cached_containers(self) -> list[str]:
         path = self.cni_dir / "multihome"
         return sorted(p.stem for p in path.glob("*.json")) if path.exists() else []
+
+    def leftovers(self, sandbox: Sandbox, before: leaks.Baseline) -> leaks.Leftovers:
+        """What the node still holds for ``sandbox`` (`multihome.testing.leaks`).
+
+        The cluster bridge is the node's, made by the first ADD: not counted.
+        """
+        found = leaks.account(
+            sandbox.container_id,
+            lab=self.lab,
+            netns=sandbox.netns,
+            before=before,
+            ipam_dirs=[self.ipam_dir],
+            cache_dirs=[self.cni_dir],
+        )
+        root = {k: v for k, v in found.root_links.items() if k != self.cluster_bridge}
+        return dataclasses.replace(found, root_links=root)
 
     # -- playing the runtime ------------------------------------------------------------
     def env(self, command: str, sandbox: Sandbox | None, ifname: str = "eth0") -> dict[str, str]:
