@@ -50,7 +50,7 @@ from multihome.networks.findings import Finding, errors, to_cni_error
 from multihome.networks.status import network_statuses, serialise
 from multihome.networks.validation import compare_requested
 
-from . import podnet
+from . import locks, podnet
 from .cache import AttachmentCache, CachedAttachment, CacheRecord
 from .conffiles import DiskFiles
 
@@ -127,7 +127,17 @@ class Engine:
         return (await self.run(request, config)).text
 
     async def run(self, request: Request, config: MultusConfig) -> Done:
-        """One command with its configuration parsed; what it printed and produced."""
+        """One command with its configuration parsed; what it printed and produced.
+
+        ADD, DEL and CHECK hold the container's lock file (`multihome.engine.locks`),
+        GC the node's: one command at a time per container, in every mode.
+        """
+        if request.command in ("ADD", "DEL", "CHECK") and request.container_id:
+            async with locks.container_lock(self._cache(config).directory, request.container_id):
+                return await self._run(request, config)
+        return await self._run(request, config)
+
+    async def _run(self, request: Request, config: MultusConfig) -> Done:
         if request.command == "ADD":
             outcome = await self.add(request, config)
             return Done(outcome.result.to_json(config.cni_version), outcome=outcome)
@@ -591,35 +601,45 @@ class Engine:
             for a in valid_list
             if isinstance(a, dict)
         }
-        live = {cid for cid, _ in valid}
         cache = self._cache(config)
-        for container_id in cache.container_ids():
-            if container_id in live:
-                continue
-            record = await asyncio.to_thread(cache.load, container_id)
-            if record is None:
-                continue
-            log.info(
-                "GC: container %s (pod %s) is gone: deleting its attachments",
-                container_id,
-                record.pod,
-            )
-            failed = await self._delete_record(
-                record, config, cni_path=request.path, keep_failed=True
-            )
-            if failed:
-                record.attachments = failed
-                await asyncio.to_thread(cache.save, record)
-            else:
-                await asyncio.to_thread(cache.remove, container_id)
-        cluster = await self._cluster_network(request, config)
-        if cluster is not None:
-            await gc_network_list(
-                cluster.conf,
-                valid_attachments=sorted(valid),
-                cni_path=(config.bin_dir, *request.path),
-                executor=self.executor,
-            )
+        # The node lock: no command starts meanwhile, and those in flight are
+        # known; their containers count as valid even when the runtime's list,
+        # taken before they started, does not name them yet.
+        async with locks.gc_lock(cache.directory) as in_flight:
+            for container_id in sorted(in_flight):
+                log.info("GC: container %s has a command in flight: kept", container_id)
+            live = {cid for cid, _ in valid} | in_flight
+            for container_id in cache.container_ids():
+                if container_id not in live:
+                    await self._collect(cache, container_id, config, request)
+            # The cluster network is the runtime's interface: eth0 unless told otherwise.
+            in_flight_pairs = {(cid, request.ifname or "eth0") for cid in in_flight}
+            cluster = await self._cluster_network(request, config)
+            if cluster is not None:
+                await gc_network_list(
+                    cluster.conf,
+                    valid_attachments=sorted(valid | in_flight_pairs),
+                    cni_path=(config.bin_dir, *request.path),
+                    executor=self.executor,
+                )
+
+    async def _collect(
+        self, cache: AttachmentCache, container_id: str, config: MultusConfig, request: Request
+    ) -> None:
+        record = await asyncio.to_thread(cache.load, container_id)
+        if record is None:
+            return
+        log.info(
+            "GC: container %s (pod %s) is gone: deleting its attachments",
+            container_id,
+            record.pod,
+        )
+        failed = await self._delete_record(record, config, cni_path=request.path, keep_failed=True)
+        if failed:
+            record.attachments = failed
+            await asyncio.to_thread(cache.save, record)
+        else:
+            await asyncio.to_thread(cache.remove, container_id)
 
     async def status(self, request: Request, config: MultusConfig) -> None:
         await _wait_for_readiness(config.readiness_indicator_file, READINESS_WAIT)

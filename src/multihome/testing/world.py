@@ -309,6 +309,31 @@ class World:
                 ) from None
         return out
 
+    def spawn(
+        self, command: str, sandbox: Sandbox | None, *, config: dict[str, Any] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start one CNI command (thin or shim mode) without waiting; see `answer`."""
+        assert self.mode != "engine", "spawn runs the thin plugin or the shim as a process"
+        argv = [sys.executable, "-m", "multihome.thin"] if self.mode == "thin" else [self.shim]
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**self.env(command, sandbox), "PATH": os.environ.get("PATH", "")},
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(config or self.config).encode())
+        proc.stdin.close()
+        proc.stdin = None  # communicate() must not flush it again
+        return proc
+
+    @staticmethod
+    def answer(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> tuple[int, Any]:
+        """A spawned command's exit code and its printed JSON (None when it printed nothing)."""
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, json.loads(out) if out.strip() else None
+
     def add(self, sandbox: Sandbox) -> Result:
         return Result.parse(self.call("ADD", sandbox))
 
