@@ -41,6 +41,7 @@ from multihome.cluster.source import Source
 from multihome.cni.errors import CNIError, Code
 from multihome.cni.process import Exec, default_exec
 from multihome.cni.request import Request
+from multihome.engine import statuswrites
 from multihome.engine.engine import Engine, version_text
 from multihome.networks.config import MultusConfig
 
@@ -55,6 +56,9 @@ from .status import list_attachments
 
 log = logging.getLogger(__name__)
 
+#: The network-status writer's backoff: first retry after 1 s, then doubling up to 30 s.
+STATUS_RETRY_FIRST = 1.0
+STATUS_RETRY_MAX = 30.0
 #: How long requests wait for the Kubernetes caches at start-up (upstream: 20 s).
 CACHE_SYNC_WAIT = 20.0
 # Keys whose presence in the daemon file turns config generation on (see `_generates_config`).
@@ -100,6 +104,9 @@ class Daemon:
         self.jobs = Jobs(limit=config.max_concurrent_requests)
         self.metrics.in_flight.set_function(lambda: self.jobs.running)
         self.metrics.queued.set_function(lambda: self.jobs.queued)
+        self.metrics.pending_status_writes.set_function(self._count_pending)
+        #: Set when an ADD leaves a network-status write pending: the writer wakes up.
+        self.status_pending = asyncio.Event()
         self.confgen: ConfigManager | None = None
         #: Every attachment cache a request used (``<cniDir>/multihome``), for status.
         self.cache_dirs: set[str] = {config.cache_dir}
@@ -118,7 +125,13 @@ class Daemon:
         return self.admission.draining
 
     def _engine(self, source: Source | None) -> Engine:
-        return Engine(source=source, executor=self.executor, on_delegate=self.metrics.on_delegate)
+        return Engine(
+            source=source,
+            executor=self.executor,
+            on_delegate=self.metrics.on_delegate,
+            # An ADD answers within its deadline even when the API does not.
+            status_budget=min(statuswrites.ATTEMPT_BUDGET, self.config.request_timeout / 4),
+        )
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -164,6 +177,7 @@ class Daemon:
         if self.kube is not None:
             await self.kube.start()
         self._tasks.append(asyncio.create_task(self._become_ready(), name="multihome-ready"))
+        self._tasks.append(asyncio.create_task(self._write_statuses(), name="multihome-status"))
 
     async def _become_ready(self) -> None:
         if self.kube is not None:
@@ -186,6 +200,36 @@ class Daemon:
         # The node's CNI config is written once requests can be served, as upstream does.
         if self.confgen is not None and not self.draining:
             self._tasks.append(asyncio.create_task(self.confgen.run(), name="multihome-confgen"))
+
+    async def _write_statuses(self) -> None:
+        """Keep writing the network-status of pods whose ADD could not, until each lands.
+
+        From the pending files (`multihome.engine.statuswrites`), also those a
+        thin plugin sharing the cache dir left; with backoff while the API fails.
+        """
+        await self.admission.serving.wait()
+        backoff = STATUS_RETRY_FIRST
+        while not self.draining:
+            left = 0
+            for directory in sorted(self.cache_dirs):
+                try:
+                    left += await self._cluster.write_pending(directory)
+                except Exception:
+                    log.exception("retrying network-status writes in %s", directory)
+                    left += 1
+            if left:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, STATUS_RETRY_MAX)
+                continue
+            backoff = STATUS_RETRY_FIRST
+            self.status_pending.clear()
+            # Woken by an ADD that left one; the scan also finds a thin plugin's.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STATUS_RETRY_MAX):
+                    await self.status_pending.wait()
+
+    def _count_pending(self) -> int:
+        return sum(len(statuswrites.pending_ids(d)) for d in self.cache_dirs)
 
     def _generates_config(self) -> bool:
         # Upstream generates by default, into /etc/cni/net.d; here only when the
@@ -285,6 +329,11 @@ class Daemon:
         engine = self._local if config.manifest_dir or self.source is None else self._cluster
         with self.metrics.request_scope():
             done = await engine.run(request, config)
+            if (
+                request.command == "ADD"
+                and statuswrites.path_of(cache_dir, request.container_id).exists()
+            ):
+                self.status_pending.set()
             if done.outcome is not None:
                 log.info(
                     "attached %s",

@@ -50,7 +50,7 @@ from multihome.networks.findings import Finding, errors, to_cni_error
 from multihome.networks.status import network_statuses, serialise
 from multihome.networks.validation import compare_requested
 
-from . import locks, podnet
+from . import locks, podnet, statuswrites
 from .cache import AttachmentCache, CachedAttachment, CacheRecord
 from .conffiles import DiskFiles
 
@@ -104,6 +104,7 @@ class Engine:
         cache_dir: str | None = None,
         on_delegate: Callable[[str, str, float], None] | None = None,
         event_per_interface: bool = False,
+        status_budget: float = statuswrites.ATTEMPT_BUDGET,
     ) -> None:
         self.source = source
         self.executor = executor or default_exec()
@@ -112,6 +113,8 @@ class Engine:
         self.on_delegate = on_delegate
         #: Upstream's one AddedInterface event per interface, instead of one per ADD.
         self.event_per_interface = event_per_interface
+        #: How long an ADD waits for its network-status write before leaving it pending.
+        self.status_budget = status_budget
         self._local_sources: dict[str, LocalSource] = {}
 
     # -- the request -------------------------------------------------------------------
@@ -206,6 +209,8 @@ class Engine:
             log.info("container %s: removing the attachments of an earlier ADD", stale.pod)
             await self._delete_record(stale, config, cni_path=request.path)
             await asyncio.to_thread(cache.remove, request.container_id)
+        # A status still owed to an earlier ADD of this container is not this one's.
+        await asyncio.to_thread(statuswrites.remove, cache.directory, request.container_id)
 
         pod = await self._pod(source, request)
         plan, findings = await self._plan(source, config, request, pod)
@@ -234,6 +239,9 @@ class Engine:
             results = await self._add_all(plan, record, config, request, outcome)
             await self._verify_namespace(plan, request)
             await self._move_default_routes(plan, request)
+            # What DEL needs is part of the attachment: a record that cannot be
+            # saved (disk full) undoes the ADD.
+            await asyncio.to_thread(cache.save, record)
         except BaseException as err:
             await self._delete_record(record, config, cni_path=request.path, started_only=True)
             await asyncio.to_thread(cache.remove, request.container_id)
@@ -242,13 +250,12 @@ class Engine:
                     source.emit_event(pod, type="Warning", reason="AddFailed", message=err.msg)
                 )
             raise
-        await asyncio.to_thread(cache.save, record)
         outcome.results = results
         outcome.result = next(
             (r for a, r in zip(plan.attachments, results, strict=True) if a.is_default), results[0]
         )
         if source is not None and pod is not None:
-            await self._report(source, pod, plan, results)
+            await self._report(source, pod, plan, results, cache=cache, config=config)
         return outcome
 
     async def _pod(self, source: Source | None, request: Request) -> Object | None:
@@ -415,7 +422,14 @@ class Engine:
                 ) from err
 
     async def _report(
-        self, source: Source, pod: Object, plan: PodPlan, results: Sequence[Result]
+        self,
+        source: Source,
+        pod: Object,
+        plan: PodPlan,
+        results: Sequence[Result],
+        *,
+        cache: AttachmentCache,
+        config: MultusConfig,
     ) -> None:
         statuses = []
         added = []
@@ -429,7 +443,7 @@ class Engine:
             if result.interfaces or result.ips:
                 ips = [ip.address for ip in result.ips]
                 added.append(f"Add {attachment.ifname} [{' '.join(ips)}] from {attachment.name}")
-        await source.set_network_status(pod, serialise(statuses))
+        await self._write_status(source, pod, plan, serialise(statuses), cache=cache, config=config)
         if added and not self.event_per_interface:
             added = [", ".join(added)]
         for message in added:
@@ -437,10 +451,72 @@ class Engine:
                 source.emit_event(pod, type="Normal", reason="AddedInterface", message=message)
             )
 
+    async def _write_status(
+        self,
+        source: Source,
+        pod: Object,
+        plan: PodPlan,
+        status: str,
+        *,
+        cache: AttachmentCache,
+        config: MultusConfig,
+    ) -> None:
+        """Write the network-status; when that fails, keep it pending (`statuswrites`)."""
+        try:
+            async with asyncio.timeout(self.status_budget):
+                await source.set_network_status(pod, status)
+            return
+        except Exception as err:
+            problem = str(err) or f"no answer within {self.status_budget:g} s"
+        log.warning(
+            "pod %s/%s: network-status not written, kept to retry: %s",
+            plan.namespace,
+            plan.name,
+            problem,
+        )
+        pending = statuswrites.PendingStatus(
+            container_id=plan.container_id,
+            namespace=plan.namespace,
+            name=plan.name,
+            uid=plan.uid or str((pod.get("metadata") or {}).get("uid") or ""),
+            status=status,
+            manifest_dir=config.manifest_dir if self.source is None else "",
+            since=time.time(),
+            attempts=1,
+            last_error=problem,
+        )
+        await asyncio.to_thread(statuswrites.save, cache.directory, pending)
+        await _quietly(
+            source.emit_event(
+                pod,
+                type="Warning",
+                reason="NetworkStatusPending",
+                message=f"the pod's networks are attached; writing network-status failed "
+                f"and is retried: {problem}",
+            )
+        )
+
+    def _pending_source(self, pending: statuswrites.PendingStatus) -> Source | None:
+        if pending.manifest_dir:
+            source = self._local_sources.get(pending.manifest_dir)
+            if source is None:
+                source = LocalSource(pending.manifest_dir)
+                self._local_sources[pending.manifest_dir] = source
+            return source
+        return self.source
+
+    async def write_pending(self, cache_dir: str | os.PathLike[str]) -> int:
+        """One try for each network-status write ``cache_dir`` still owes; how many remain."""
+        return await statuswrites.attempt_all(
+            cache_dir, self._pending_source, budget=self.status_budget
+        )
+
     # -- DEL --------------------------------------------------------------------------
     async def delete(self, request: Request, config: MultusConfig) -> CacheRecord | None:
         """DEL a container's attachments; the cached record it deleted, if there was one."""
         cache = self._cache(config)
+        # First: no status write still owed to the ADD may land after this DEL.
+        await asyncio.to_thread(statuswrites.remove, cache.directory, request.container_id)
         cached = record = await asyncio.to_thread(cache.load, request.container_id)
         source = self._source(config)
         if record is None:
@@ -585,6 +661,14 @@ class Engine:
                 await check_network_list(conf, rt, prev_result=prev, executor=self.executor)
             except CNIError as err:
                 raise err.prefixed(where) from None
+        # The networks are fine; a network-status the ADD could not write is tried again.
+        await statuswrites.attempt(
+            self._cache(config).directory,
+            request.container_id,
+            self._pending_source,
+            budget=self.status_budget,
+            locked=True,
+        )
 
     # -- GC and STATUS ------------------------------------------------------------------
     async def gc(self, request: Request, config: MultusConfig) -> None:
@@ -622,6 +706,7 @@ class Engine:
                     cni_path=(config.bin_dir, *request.path),
                     executor=self.executor,
                 )
+        await self.write_pending(cache.directory)
 
     async def _collect(
         self, cache: AttachmentCache, container_id: str, config: MultusConfig, request: Request
@@ -643,6 +728,7 @@ class Engine:
 
     async def status(self, request: Request, config: MultusConfig) -> None:
         await _wait_for_readiness(config.readiness_indicator_file, READINESS_WAIT)
+        await self.write_pending(self._cache(config).directory)
         cluster = await self._cluster_network(request, config)
         if cluster is not None:
             await status_network_list(
