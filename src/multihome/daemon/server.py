@@ -39,7 +39,7 @@ from multihome.cluster.kube import KubeSource
 from multihome.cluster.local import LocalSource
 from multihome.cluster.source import Source
 from multihome.cni.errors import CNIError, Code
-from multihome.cni.process import Exec, default_exec
+from multihome.cni.process import Exec, SubprocessExec
 from multihome.cni.request import Request
 from multihome.engine import statuswrites
 from multihome.engine.engine import Engine, version_text
@@ -52,10 +52,15 @@ from .config import DaemonConfig
 from .jobs import Jobs
 from .listening import ListenError, listen, remove_socket
 from .metrics import LiveValues, MeteredExec, Metrics, metrics_app
+from .plugingroups import PluginGroups
 from .status import list_attachments
 
 log = logging.getLogger(__name__)
 
+#: Shutdown: requests in flight are cancelled (and roll back) at 75 % of
+#: shutdownTimeoutSeconds; at 90 % the plugins still running are killed.
+SHUTDOWN_CANCEL_AT = 0.75
+SHUTDOWN_ROLLBACK = 0.15
 #: The network-status writer's backoff: first retry after 1 s, then doubling up to 30 s.
 STATUS_RETRY_FIRST = 1.0
 STATUS_RETRY_MAX = 30.0
@@ -98,7 +103,11 @@ class Daemon:
                 watch_cache=self._watch_cache,
             )
         )
-        self.executor = MeteredExec(executor or default_exec(), self.metrics)
+        self.plugin_groups = PluginGroups(os.path.join(config.socket_dir, "plugins"))
+        base = executor or SubprocessExec(watcher=self.plugin_groups)
+        #: The real plugin runner (None with a test's fake): killed at the end of a shutdown.
+        self.subprocesses = base if isinstance(base, SubprocessExec) else None
+        self.executor = MeteredExec(base, self.metrics)
         self.source = source
         self.kube: KubeSource | None = None
         self.jobs = Jobs(limit=config.max_concurrent_requests)
@@ -158,6 +167,8 @@ class Daemon:
             self.source = self.kube
             self._cluster = self._engine(self.kube)
 
+        # Before anything runs: plugins a killed predecessor left must not race the retries.
+        self.plugin_groups.kill_leftovers()
         app = wire.application(self)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
@@ -265,13 +276,29 @@ class Daemon:
     async def stop(self) -> None:
         """Let requests in flight finish (bounded), then close everything."""
         self.shut_down()
-        cancelled = await self.jobs.drain(self.config.shutdown_timeout)
+        budget = self.config.shutdown_timeout
+        started = time.monotonic()
+        cancelled = await self.jobs.drain(
+            budget * SHUTDOWN_CANCEL_AT, rollback_timeout=budget * SHUTDOWN_ROLLBACK
+        )
         if cancelled:
             log.warning(
-                "%d requests did not finish within %g s (shutdownTimeoutSeconds): "
+                "%d requests did not finish within %g s of shutdownTimeoutSeconds: "
                 "they were cancelled and rolled back",
                 cancelled,
-                self.config.shutdown_timeout,
+                budget * SHUTDOWN_CANCEL_AT,
+            )
+        if self.jobs.in_flight and self.subprocesses is not None:
+            # A rollback waiting on a plugin that hangs: the budget is spent. Kill
+            # the plugins; what could not be undone stays in the attachment cache,
+            # and the runtime's retry (ADD or DEL) on the next daemon finishes it.
+            killed = self.subprocesses.kill_all()
+            left = max(budget - (time.monotonic() - started), 0.0)
+            await self.jobs.drain(0.0, rollback_timeout=left)
+            log.warning(
+                "shutdown budget spent: killed %d plugins; %d requests left to the next daemon",
+                killed,
+                self.jobs.in_flight,
             )
         for task in self._tasks:
             task.cancel()

@@ -243,8 +243,16 @@ class Engine:
             # saved (disk full) undoes the ADD.
             await asyncio.to_thread(cache.save, record)
         except BaseException as err:
-            await self._delete_record(record, config, cni_path=request.path, started_only=True)
-            await asyncio.to_thread(cache.remove, request.container_id)
+            failed = await self._delete_record(
+                record, config, cni_path=request.path, started_only=True, keep_failed=True
+            )
+            if failed:
+                # Not undone (a plugin that hangs, a shutdown that killed it): the
+                # record stays, so the retried ADD or the DEL finishes the job.
+                record.attachments = failed
+                await asyncio.to_thread(cache.save, record)
+            else:
+                await asyncio.to_thread(cache.remove, request.container_id)
             if isinstance(err, CNIError) and source is not None and pod is not None:
                 await _quietly(
                     source.emit_event(pod, type="Warning", reason="AddFailed", message=err.msg)
