@@ -14,6 +14,7 @@ import errno
 import os
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,21 +89,52 @@ class Exec(Protocol):
         ...
 
 
+class GroupWatcher(Protocol):
+    """Told of every plugin process group while it runs (the daemon records them on disk,
+    so that its next instance can kill what a killed one left running)."""
+
+    def started(self, pgid: int, *, deadline: float, container_id: str) -> None: ...
+
+    def ended(self, pgid: int) -> None: ...
+
+
 class SubprocessExec:
     """Plugins as child processes, each in its own process group.
 
     The child gets the ``CNI_*`` variables and, from this process, only the
     variables named in ``inherit`` (``PATH`` by default: plugins exec tools
     such as ``iptables``), so the daemon's environment does not leak into
-    delegates.
+    delegates.  ``watcher`` hears of each group with its deadline (wall
+    clock); `kill_all` ends every group still running and refuses new ones
+    (the end of a bounded shutdown).
     """
 
     def __init__(
-        self, *, timeout: float | None = DEFAULT_TIMEOUT, inherit: Sequence[str] = ("PATH",)
+        self,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        inherit: Sequence[str] = ("PATH",),
+        watcher: GroupWatcher | None = None,
     ) -> None:
         self.timeout = timeout
         self.inherit = tuple(inherit)
+        self.watcher = watcher
         self.versions: dict[str, tuple[tuple[int, int, int], PluginInfo]] = {}
+        self._running: set[asyncio.subprocess.Process] = set()
+        self._killed: set[int] = set()
+        self.closed = False
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def kill_all(self) -> int:
+        """Kill every plugin group still running and start no more; how many were killed."""
+        self.closed = True
+        for proc in self._running:
+            self._killed.add(proc.pid)
+            _kill_group(proc)
+        return len(self._running)
 
     def find(self, plugin_type: str, paths: Sequence[str]) -> str:
         return find_plugin(plugin_type, paths)
@@ -136,7 +168,29 @@ class SubprocessExec:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def run(self, path: str, *, stdin: bytes, env: Mapping[str, str]) -> Outcome:
+        if self.closed:
+            raise _stopped(path, env, "not started")
         proc = await self._spawn(path, self._environment(env))
+        self._running.add(proc)
+        if self.watcher is not None:
+            deadline = time.time() + (self.timeout if self.timeout is not None else 86400.0)
+            self.watcher.started(
+                proc.pid, deadline=deadline, container_id=env.get("CNI_CONTAINERID", "")
+            )
+        try:
+            outcome = await self._communicate(proc, path, stdin=stdin, env=env)
+        finally:
+            self._running.discard(proc)
+            if self.watcher is not None:
+                self.watcher.ended(proc.pid)
+        if proc.pid in self._killed:
+            self._killed.discard(proc.pid)
+            raise _stopped(path, env, "killed")
+        return outcome
+
+    async def _communicate(
+        self, proc: asyncio.subprocess.Process, path: str, *, stdin: bytes, env: Mapping[str, str]
+    ) -> Outcome:
         try:
             async with asyncio.timeout(self.timeout):
                 stdout, stderr = await proc.communicate(stdin)
@@ -161,6 +215,15 @@ class SubprocessExec:
             _kill_group(proc)
             raise
         return Outcome(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
+
+
+def _stopped(path: str, env: Mapping[str, str], what: str) -> CNIError:
+    command = env.get("CNI_COMMAND", "")
+    return CNIError(
+        Code.TRY_AGAIN_LATER,
+        f"plugin {quote(path)} {what} ({command}): the multihome daemon is shutting down",
+        "the attachment cache keeps what it had done; the retried request finishes the job",
+    )
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

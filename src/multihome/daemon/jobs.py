@@ -124,8 +124,9 @@ class Jobs:
             if entry.users == 0:
                 del self._locks[key]
 
-    async def drain(self, timeout: float) -> int:
-        """Wait up to ``timeout`` for every job; cancel the rest once and wait for them.
+    async def drain(self, timeout: float, *, rollback_timeout: float | None = None) -> int:
+        """Wait up to ``timeout`` for every job; cancel the rest once and wait for them
+        (up to ``rollback_timeout``; None: until they are done).
 
         Returns how many jobs had to be cancelled.
         """
@@ -137,5 +138,5 @@ class Jobs:
         remaining = set(self._tasks)
         if remaining:
             # Cancelled work is rolling back: it is not interrupted again.
-            await asyncio.wait(remaining)
+            await asyncio.wait(remaining, timeout=rollback_timeout)
         return len(pending)

@@ -170,6 +170,12 @@ class Metrics:
             "CNI requests waiting for a free slot or for their container's previous request",
             registry=reg,
         )
+        self.pending_status_writes = Gauge(
+            "multihome_pending_status_writes",
+            "Pods whose networks are attached and whose network-status write is still "
+            "being retried",
+            registry=reg,
+        )
 
     # -- per request --------------------------------------------------------------------
 

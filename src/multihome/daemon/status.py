@@ -1,9 +1,13 @@
-"""`multihome status` as a table: the daemon in one line, then one line per attachment."""
+"""The status model: what the attachment caches hold, as ``GET /shim/v1/attachments``
+answers it, and `multihome status` as a table (the daemon in one line, then one
+line per attachment)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from multihome.engine.cache import AttachmentCache, CacheRecord
 
 _COLUMNS = ("CONTAINER", "POD", "NETWORK", "INTERFACE", "IPS", "MAC")
 
@@ -46,3 +50,48 @@ def render_table(info: dict[str, Any], attachments: Sequence[dict[str, Any]]) ->
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
     return "\n".join(lines) + "\n"
+
+
+def list_attachments(cache_dirs: Iterable[str]) -> list[dict[str, Any]]:
+    """What the attachment caches hold: one entry per container."""
+    out = []
+    for directory in sorted(cache_dirs):
+        cache = AttachmentCache(directory)
+        for container_id in cache.container_ids():
+            record = cache.load(container_id)
+            if record is not None:
+                out.append(describe(record, directory))
+    return out
+
+
+def describe(record: CacheRecord, directory: str) -> dict[str, Any]:
+    networks = []
+    for attachment in record.attachments:
+        ips: list[str] = []
+        mac = ""
+        result = attachment.result or {}
+        interfaces = result.get("interfaces") or []
+        for ip in result.get("ips") or []:
+            if isinstance(ip, dict) and isinstance(ip.get("address"), str):
+                ips.append(ip["address"])
+        for intf in interfaces:
+            if isinstance(intf, dict) and intf.get("name") == attachment.ifname:
+                mac = str(intf.get("mac") or "")
+        networks.append(
+            {
+                "network": attachment.network,
+                "interface": attachment.ifname,
+                "ips": ips,
+                "mac": mac,
+                "default": attachment.primary,
+                "state": attachment.state,
+            }
+        )
+    return {
+        "containerId": record.container_id,
+        "pod": record.pod if record.pod_name else "",
+        "podUid": record.pod_uid,
+        "netns": record.netns,
+        "cacheDir": directory,
+        "networks": networks,
+    }

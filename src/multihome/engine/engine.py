@@ -50,7 +50,7 @@ from multihome.networks.findings import Finding, errors, to_cni_error
 from multihome.networks.status import network_statuses, serialise
 from multihome.networks.validation import compare_requested
 
-from . import podnet
+from . import locks, podnet, statuswrites
 from .cache import AttachmentCache, CachedAttachment, CacheRecord
 from .conffiles import DiskFiles
 
@@ -104,6 +104,7 @@ class Engine:
         cache_dir: str | None = None,
         on_delegate: Callable[[str, str, float], None] | None = None,
         event_per_interface: bool = False,
+        status_budget: float = statuswrites.ATTEMPT_BUDGET,
     ) -> None:
         self.source = source
         self.executor = executor or default_exec()
@@ -112,6 +113,8 @@ class Engine:
         self.on_delegate = on_delegate
         #: Upstream's one AddedInterface event per interface, instead of one per ADD.
         self.event_per_interface = event_per_interface
+        #: How long an ADD waits for its network-status write before leaving it pending.
+        self.status_budget = status_budget
         self._local_sources: dict[str, LocalSource] = {}
 
     # -- the request -------------------------------------------------------------------
@@ -127,7 +130,17 @@ class Engine:
         return (await self.run(request, config)).text
 
     async def run(self, request: Request, config: MultusConfig) -> Done:
-        """One command with its configuration parsed; what it printed and produced."""
+        """One command with its configuration parsed; what it printed and produced.
+
+        ADD, DEL and CHECK hold the container's lock file (`multihome.engine.locks`),
+        GC the node's: one command at a time per container, in every mode.
+        """
+        if request.command in ("ADD", "DEL", "CHECK") and request.container_id:
+            async with locks.container_lock(self._cache(config).directory, request.container_id):
+                return await self._run(request, config)
+        return await self._run(request, config)
+
+    async def _run(self, request: Request, config: MultusConfig) -> Done:
         if request.command == "ADD":
             outcome = await self.add(request, config)
             return Done(outcome.result.to_json(config.cni_version), outcome=outcome)
@@ -196,6 +209,8 @@ class Engine:
             log.info("container %s: removing the attachments of an earlier ADD", stale.pod)
             await self._delete_record(stale, config, cni_path=request.path)
             await asyncio.to_thread(cache.remove, request.container_id)
+        # A status still owed to an earlier ADD of this container is not this one's.
+        await asyncio.to_thread(statuswrites.remove, cache.directory, request.container_id)
 
         pod = await self._pod(source, request)
         plan, findings = await self._plan(source, config, request, pod)
@@ -224,21 +239,31 @@ class Engine:
             results = await self._add_all(plan, record, config, request, outcome)
             await self._verify_namespace(plan, request)
             await self._move_default_routes(plan, request)
+            # What DEL needs is part of the attachment: a record that cannot be
+            # saved (disk full) undoes the ADD.
+            await asyncio.to_thread(cache.save, record)
         except BaseException as err:
-            await self._delete_record(record, config, cni_path=request.path, started_only=True)
-            await asyncio.to_thread(cache.remove, request.container_id)
+            failed = await self._delete_record(
+                record, config, cni_path=request.path, started_only=True, keep_failed=True
+            )
+            if failed:
+                # Not undone (a plugin that hangs, a shutdown that killed it): the
+                # record stays, so the retried ADD or the DEL finishes the job.
+                record.attachments = failed
+                await asyncio.to_thread(cache.save, record)
+            else:
+                await asyncio.to_thread(cache.remove, request.container_id)
             if isinstance(err, CNIError) and source is not None and pod is not None:
                 await _quietly(
                     source.emit_event(pod, type="Warning", reason="AddFailed", message=err.msg)
                 )
             raise
-        await asyncio.to_thread(cache.save, record)
         outcome.results = results
         outcome.result = next(
             (r for a, r in zip(plan.attachments, results, strict=True) if a.is_default), results[0]
         )
         if source is not None and pod is not None:
-            await self._report(source, pod, plan, results)
+            await self._report(source, pod, plan, results, cache=cache, config=config)
         return outcome
 
     async def _pod(self, source: Source | None, request: Request) -> Object | None:
@@ -405,7 +430,14 @@ class Engine:
                 ) from err
 
     async def _report(
-        self, source: Source, pod: Object, plan: PodPlan, results: Sequence[Result]
+        self,
+        source: Source,
+        pod: Object,
+        plan: PodPlan,
+        results: Sequence[Result],
+        *,
+        cache: AttachmentCache,
+        config: MultusConfig,
     ) -> None:
         statuses = []
         added = []
@@ -419,7 +451,7 @@ class Engine:
             if result.interfaces or result.ips:
                 ips = [ip.address for ip in result.ips]
                 added.append(f"Add {attachment.ifname} [{' '.join(ips)}] from {attachment.name}")
-        await source.set_network_status(pod, serialise(statuses))
+        await self._write_status(source, pod, plan, serialise(statuses), cache=cache, config=config)
         if added and not self.event_per_interface:
             added = [", ".join(added)]
         for message in added:
@@ -427,10 +459,72 @@ class Engine:
                 source.emit_event(pod, type="Normal", reason="AddedInterface", message=message)
             )
 
+    async def _write_status(
+        self,
+        source: Source,
+        pod: Object,
+        plan: PodPlan,
+        status: str,
+        *,
+        cache: AttachmentCache,
+        config: MultusConfig,
+    ) -> None:
+        """Write the network-status; when that fails, keep it pending (`statuswrites`)."""
+        try:
+            async with asyncio.timeout(self.status_budget):
+                await source.set_network_status(pod, status)
+            return
+        except Exception as err:
+            problem = str(err) or f"no answer within {self.status_budget:g} s"
+        log.warning(
+            "pod %s/%s: network-status not written, kept to retry: %s",
+            plan.namespace,
+            plan.name,
+            problem,
+        )
+        pending = statuswrites.PendingStatus(
+            container_id=plan.container_id,
+            namespace=plan.namespace,
+            name=plan.name,
+            uid=plan.uid or str((pod.get("metadata") or {}).get("uid") or ""),
+            status=status,
+            manifest_dir=config.manifest_dir if self.source is None else "",
+            since=time.time(),
+            attempts=1,
+            last_error=problem,
+        )
+        await asyncio.to_thread(statuswrites.save, cache.directory, pending)
+        await _quietly(
+            source.emit_event(
+                pod,
+                type="Warning",
+                reason="NetworkStatusPending",
+                message=f"the pod's networks are attached; writing network-status failed "
+                f"and is retried: {problem}",
+            )
+        )
+
+    def _pending_source(self, pending: statuswrites.PendingStatus) -> Source | None:
+        if pending.manifest_dir:
+            source = self._local_sources.get(pending.manifest_dir)
+            if source is None:
+                source = LocalSource(pending.manifest_dir)
+                self._local_sources[pending.manifest_dir] = source
+            return source
+        return self.source
+
+    async def write_pending(self, cache_dir: str | os.PathLike[str]) -> int:
+        """One try for each network-status write ``cache_dir`` still owes; how many remain."""
+        return await statuswrites.attempt_all(
+            cache_dir, self._pending_source, budget=self.status_budget
+        )
+
     # -- DEL --------------------------------------------------------------------------
     async def delete(self, request: Request, config: MultusConfig) -> CacheRecord | None:
         """DEL a container's attachments; the cached record it deleted, if there was one."""
         cache = self._cache(config)
+        # First: no status write still owed to the ADD may land after this DEL.
+        await asyncio.to_thread(statuswrites.remove, cache.directory, request.container_id)
         cached = record = await asyncio.to_thread(cache.load, request.container_id)
         source = self._source(config)
         if record is None:
@@ -575,6 +669,14 @@ class Engine:
                 await check_network_list(conf, rt, prev_result=prev, executor=self.executor)
             except CNIError as err:
                 raise err.prefixed(where) from None
+        # The networks are fine; a network-status the ADD could not write is tried again.
+        await statuswrites.attempt(
+            self._cache(config).directory,
+            request.container_id,
+            self._pending_source,
+            budget=self.status_budget,
+            locked=True,
+        )
 
     # -- GC and STATUS ------------------------------------------------------------------
     async def gc(self, request: Request, config: MultusConfig) -> None:
@@ -591,38 +693,50 @@ class Engine:
             for a in valid_list
             if isinstance(a, dict)
         }
-        live = {cid for cid, _ in valid}
         cache = self._cache(config)
-        for container_id in cache.container_ids():
-            if container_id in live:
-                continue
-            record = await asyncio.to_thread(cache.load, container_id)
-            if record is None:
-                continue
-            log.info(
-                "GC: container %s (pod %s) is gone: deleting its attachments",
-                container_id,
-                record.pod,
-            )
-            failed = await self._delete_record(
-                record, config, cni_path=request.path, keep_failed=True
-            )
-            if failed:
-                record.attachments = failed
-                await asyncio.to_thread(cache.save, record)
-            else:
-                await asyncio.to_thread(cache.remove, container_id)
-        cluster = await self._cluster_network(request, config)
-        if cluster is not None:
-            await gc_network_list(
-                cluster.conf,
-                valid_attachments=sorted(valid),
-                cni_path=(config.bin_dir, *request.path),
-                executor=self.executor,
-            )
+        # The node lock: no command starts meanwhile, and those in flight are
+        # known; their containers count as valid even when the runtime's list,
+        # taken before they started, does not name them yet.
+        async with locks.gc_lock(cache.directory) as in_flight:
+            for container_id in sorted(in_flight):
+                log.info("GC: container %s has a command in flight: kept", container_id)
+            live = {cid for cid, _ in valid} | in_flight
+            for container_id in cache.container_ids():
+                if container_id not in live:
+                    await self._collect(cache, container_id, config, request)
+            # The cluster network is the runtime's interface: eth0 unless told otherwise.
+            in_flight_pairs = {(cid, request.ifname or "eth0") for cid in in_flight}
+            cluster = await self._cluster_network(request, config)
+            if cluster is not None:
+                await gc_network_list(
+                    cluster.conf,
+                    valid_attachments=sorted(valid | in_flight_pairs),
+                    cni_path=(config.bin_dir, *request.path),
+                    executor=self.executor,
+                )
+        await self.write_pending(cache.directory)
+
+    async def _collect(
+        self, cache: AttachmentCache, container_id: str, config: MultusConfig, request: Request
+    ) -> None:
+        record = await asyncio.to_thread(cache.load, container_id)
+        if record is None:
+            return
+        log.info(
+            "GC: container %s (pod %s) is gone: deleting its attachments",
+            container_id,
+            record.pod,
+        )
+        failed = await self._delete_record(record, config, cni_path=request.path, keep_failed=True)
+        if failed:
+            record.attachments = failed
+            await asyncio.to_thread(cache.save, record)
+        else:
+            await asyncio.to_thread(cache.remove, container_id)
 
     async def status(self, request: Request, config: MultusConfig) -> None:
         await _wait_for_readiness(config.readiness_indicator_file, READINESS_WAIT)
+        await self.write_pending(self._cache(config).directory)
         cluster = await self._cluster_network(request, config)
         if cluster is not None:
             await status_network_list(

@@ -16,6 +16,7 @@ Subnets are derived from the lab's prefix, so two worlds on one machine
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -31,6 +32,7 @@ from multihome.cni.errors import CNIError
 from multihome.cni.request import Request
 from multihome.cni.result import Result
 
+from . import leaks
 from .daemon import shim_binary
 from .lab import CNI_BIN_DIR, Lab, Netns
 
@@ -251,6 +253,22 @@ class World:
         path = self.cni_dir / "multihome"
         return sorted(p.stem for p in path.glob("*.json")) if path.exists() else []
 
+    def leftovers(self, sandbox: Sandbox, before: leaks.Baseline) -> leaks.Leftovers:
+        """What the node still holds for ``sandbox`` (`multihome.testing.leaks`).
+
+        The cluster bridge is the node's, made by the first ADD: not counted.
+        """
+        found = leaks.account(
+            sandbox.container_id,
+            lab=self.lab,
+            netns=sandbox.netns,
+            before=before,
+            ipam_dirs=[self.ipam_dir],
+            cache_dirs=[self.cni_dir],
+        )
+        root = {k: v for k, v in found.root_links.items() if k != self.cluster_bridge}
+        return dataclasses.replace(found, root_links=root)
+
     # -- playing the runtime ------------------------------------------------------------
     def env(self, command: str, sandbox: Sandbox | None, ifname: str = "eth0") -> dict[str, str]:
         env = {"CNI_COMMAND": command, "CNI_PATH": CNI_BIN_DIR}
@@ -290,6 +308,31 @@ class World:
                     999, f"exit {proc.returncode}: {out} {proc.stderr.decode()}"
                 ) from None
         return out
+
+    def spawn(
+        self, command: str, sandbox: Sandbox | None, *, config: dict[str, Any] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start one CNI command (thin or shim mode) without waiting; see `answer`."""
+        assert self.mode != "engine", "spawn runs the thin plugin or the shim as a process"
+        argv = [sys.executable, "-m", "multihome.thin"] if self.mode == "thin" else [self.shim]
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**self.env(command, sandbox), "PATH": os.environ.get("PATH", "")},
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(config or self.config).encode())
+        proc.stdin.close()
+        proc.stdin = None  # communicate() must not flush it again
+        return proc
+
+    @staticmethod
+    def answer(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> tuple[int, Any]:
+        """A spawned command's exit code and its printed JSON (None when it printed nothing)."""
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, json.loads(out) if out.strip() else None
 
     def add(self, sandbox: Sandbox) -> Result:
         return Result.parse(self.call("ADD", sandbox))

@@ -1,0 +1,171 @@
+"""One CNI command at a time per container, across processes, and GC apart from ADDs.
+
+The daemon serialises the requests of a container in memory
+(`multihome.daemon.jobs`), but thin mode runs one process per call, and a
+daemon and a thin plugin may share a cache dir: the guarantee has to live
+on disk.  Each container has a lock file ``<cache dir>/<id>.lock`` held
+with ``flock`` for the whole command (ADD, DEL, CHECK, the status writer);
+a process that dies drops its locks with its file descriptors, so a crash
+never leaves a container locked.
+
+The file exists only while someone holds or waits for it: the holder
+unlinks it before unlocking, and a waiter that then gets the lock on the
+unlinked file sees that the path names another inode (or none) and tries
+again.  So no lock file outlives its command, and two holders can never
+lock different files under one name.
+
+GC and ADD: the runtime lists the attachments it knows and then sends GC;
+an ADD already running for a container it has not listed yet must not be
+collected, nor its fresh lease released by the cluster network's GC.  An
+ADD (and DEL, CHECK) takes the node lock ``<cache dir>/.gc.lock`` shared
+while it takes its container lock; GC takes it exclusive for its whole run
+and counts every container whose lock is held as valid.  So from the
+moment GC holds the node lock the set of commands in flight is fixed and
+known, and a new one waits until GC is done.
+
+Waiting polls a non-blocking ``flock`` (every 10 ms, then 50 ms): a blocking
+one in a thread could not be cancelled when a request misses its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+_NODE_LOCK = ".gc.lock"
+_SUFFIX = ".lock"
+
+
+class LockTimeout(Exception):
+    """The lock was not free in time; the message names the file."""
+
+
+def lock_path(cache_dir: str | os.PathLike[str], container_id: str) -> Path:
+    return Path(cache_dir) / f"{container_id}{_SUFFIX}"
+
+
+@contextlib.asynccontextmanager
+async def container_lock(
+    cache_dir: str | os.PathLike[str], container_id: str, *, timeout: float | None = None
+) -> AsyncIterator[None]:
+    """Hold ``container_id``'s lock (waiting for GC to finish first)."""
+    directory = Path(cache_dir)
+    await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    async with _flock(directory / _NODE_LOCK, fcntl.LOCK_SH, deadline):
+        fd = await _acquire_transient(lock_path(directory, container_id), deadline)
+    try:
+        yield
+    finally:
+        _release_transient(lock_path(directory, container_id), fd)
+
+
+@contextlib.asynccontextmanager
+async def gc_lock(cache_dir: str | os.PathLike[str]) -> AsyncIterator[set[str]]:
+    """Hold the node lock exclusively; yields the containers whose commands are in flight."""
+    directory = Path(cache_dir)
+    await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
+    async with _flock(directory / _NODE_LOCK, fcntl.LOCK_EX, None):
+        yield await asyncio.to_thread(_held, directory)
+
+
+def try_container_lock(cache_dir: str | os.PathLike[str], container_id: str) -> int | None:
+    """The lock's descriptor when it is free now, else None (GC's own use, under `gc_lock`)."""
+    return _open_if_current(lock_path(cache_dir, container_id), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def release(cache_dir: str | os.PathLike[str], container_id: str, fd: int) -> None:
+    _release_transient(lock_path(cache_dir, container_id), fd)
+
+
+def _held(directory: Path) -> set[str]:
+    busy = set()
+    for entry in os.scandir(directory):
+        if entry.name.startswith(".") or not entry.name.endswith(_SUFFIX):
+            continue
+        container_id = entry.name[: -len(_SUFFIX)]
+        fd = _open_if_current(Path(entry.path), fcntl.LOCK_EX | fcntl.LOCK_NB, create=False)
+        if fd is None:
+            busy.add(container_id)
+        else:
+            # Free: a lock file left by nobody (it is unlinked on release); tidy it.
+            _release_transient(Path(entry.path), fd)
+    return busy
+
+
+@contextlib.asynccontextmanager
+async def _flock(path: Path, operation: int, deadline: float | None) -> AsyncIterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        await _wait(lambda: _try(fd, operation), path, deadline)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+async def _acquire_transient(path: Path, deadline: float | None) -> int:
+    fd: int | None = None
+
+    def attempt() -> bool:
+        nonlocal fd
+        fd = _open_if_current(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd is not None
+
+    await _wait(attempt, path, deadline)
+    assert fd is not None
+    return fd
+
+
+def _open_if_current(path: Path, operation: int, *, create: bool = True) -> int | None:
+    """Lock ``path``; the descriptor once the lock is on the file the path names now."""
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        return None if not create else _open_if_current(path, operation)
+    try:
+        if not _try(fd, operation):
+            os.close(fd)
+            return None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fd)
+        if current is None or (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
+            # The holder before us unlinked it: our lock is on a file nobody else sees.
+            os.close(fd)
+            return None if not create else _open_if_current(path, operation)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _release_transient(path: Path, fd: int) -> None:
+    # Unlinked while still locked: a waiter that gets this inode next sees it is stale.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.close(fd)
+
+
+def _try(fd: int, operation: int) -> bool:
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+async def _wait(attempt: Callable[[], bool], path: Path, deadline: float | None) -> None:
+    delay = 0.01
+    while not attempt():
+        if deadline is not None and time.monotonic() >= deadline:
+            raise LockTimeout(f"{path} is held by another command for this container")
+        await asyncio.sleep(delay)
+        delay = 0.05

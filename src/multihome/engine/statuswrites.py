@@ -1,0 +1,175 @@
+"""Network-status writes that failed, kept until they land or the pod is gone.
+
+The interfaces and the network-status annotation are separate promises.
+An ADD whose networks work succeeds even when the status cannot be written
+(the API answers 5xx, is slow, refuses the credentials, is down; the
+manifest status file is not writable): the pod runs, and what it should
+say is kept in ``<cache dir>/<container ID>.status`` (JSON, 0600) with the
+pod's namespace, name and UID, and retried from there:
+
+* by the daemon's writer (`multihome.daemon.server`), with backoff, until
+  the write lands, the pod is gone, or a DEL removes the file;
+* in thin mode (no process outlives the call) by the next CHECK of that
+  container and by every GC and STATUS (all of the cache dir's), each a
+  bounded attempt; a daemon sharing the cache dir also picks them up.
+
+Every write holds the container's lock (`multihome.engine.locks`) and reads
+the file again under it, and DEL removes the file under the same lock: a
+late status write can never overtake the DEL that followed its ADD, nor
+label a new ADD of the same container with the old one's networks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from multihome import atomicfile
+from multihome.cluster.source import Object, Source
+
+from . import locks
+
+log = logging.getLogger(__name__)
+
+_SUFFIX = ".status"
+#: How long one attempt may take; the source's own retries run inside it.
+ATTEMPT_BUDGET = 15.0
+
+
+@dataclass
+class PendingStatus:
+    container_id: str
+    namespace: str
+    name: str
+    uid: str
+    #: The annotation's value (serialised network-status).
+    status: str
+    #: The manifest directory whose status file it goes to; "" for the cluster source.
+    manifest_dir: str = ""
+    since: float = 0.0
+    attempts: int = 0
+    last_error: str = ""
+
+    def pod(self) -> Object:
+        """The pod as far as a status write needs it: its key and UID."""
+        return {"metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid}}
+
+
+def path_of(cache_dir: str | os.PathLike[str], container_id: str) -> Path:
+    return Path(cache_dir) / f"{container_id}{_SUFFIX}"
+
+
+def save(cache_dir: str | os.PathLike[str], pending: PendingStatus) -> None:
+    Path(cache_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = json.dumps(asdict(pending), indent=1).encode()
+    atomicfile.write(path_of(cache_dir, pending.container_id), data, mode=0o600)
+
+
+def load(cache_dir: str | os.PathLike[str], container_id: str) -> PendingStatus | None:
+    path = path_of(cache_dir, container_id)
+    try:
+        data = json.loads(path.read_text())
+        return PendingStatus(**data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as err:
+        log.warning("dropping the unreadable pending network-status %s: %s", path, err)
+        remove(cache_dir, container_id)
+        return None
+
+
+def remove(cache_dir: str | os.PathLike[str], container_id: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path_of(cache_dir, container_id).unlink()
+
+
+def pending_ids(cache_dir: str | os.PathLike[str]) -> list[str]:
+    try:
+        names = os.listdir(cache_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(n[: -len(_SUFFIX)] for n in names if n.endswith(_SUFFIX) and n[0] != ".")
+
+
+async def attempt(
+    cache_dir: str | os.PathLike[str],
+    container_id: str,
+    source_for: Callable[[PendingStatus], Source | None],
+    *,
+    budget: float = ATTEMPT_BUDGET,
+    locked: bool = False,
+) -> bool:
+    """One try to write ``container_id``'s pending status; True once nothing is pending.
+
+    ``source_for`` picks the source a pending write goes to (None: nowhere
+    left to write it; it is dropped).  ``locked``: the caller holds the
+    container's lock already (a CHECK).
+    """
+    if locked:
+        return await _attempt(cache_dir, container_id, source_for, budget)
+    async with locks.container_lock(cache_dir, container_id):
+        return await _attempt(cache_dir, container_id, source_for, budget)
+
+
+async def _attempt(
+    cache_dir: str | os.PathLike[str],
+    container_id: str,
+    source_for: Callable[[PendingStatus], Source | None],
+    budget: float,
+) -> bool:
+    pending = await asyncio.to_thread(load, cache_dir, container_id)
+    if pending is None:
+        return True  # a DEL (or the write before) took care of it
+    source = source_for(pending)
+    if source is None:
+        await asyncio.to_thread(remove, cache_dir, container_id)
+        return True
+    try:
+        async with asyncio.timeout(budget):
+            await source.set_network_status(pending.pod(), pending.status)
+    except Exception as err:
+        pending.attempts += 1
+        pending.last_error = str(err) or type(err).__name__
+        await asyncio.to_thread(save, cache_dir, pending)
+        log.info(
+            "pod %s/%s: network-status still not written (attempt %d): %s",
+            pending.namespace,
+            pending.name,
+            pending.attempts,
+            pending.last_error,
+        )
+        return False
+    await asyncio.to_thread(remove, cache_dir, container_id)
+    log.info(
+        "pod %s/%s: network-status written after %d failed attempts (%.0f s late)",
+        pending.namespace,
+        pending.name,
+        pending.attempts,
+        time.time() - pending.since,
+    )
+    return True
+
+
+async def attempt_all(
+    cache_dir: str | os.PathLike[str],
+    source_for: Callable[[PendingStatus], Source | None],
+    *,
+    budget: float = ATTEMPT_BUDGET,
+) -> int:
+    """One try for each pending write of ``cache_dir``; how many are still pending."""
+    left = 0
+    for container_id in pending_ids(cache_dir):
+        try:
+            if not await attempt(cache_dir, container_id, source_for, budget=budget):
+                left += 1
+        except OSError as err:
+            log.warning("pending network-status of %s: %s", container_id, err)
+            left += 1
+    return left
