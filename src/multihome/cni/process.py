@@ -266,11 +266,12 @@ async def _communicate(child: _Child, stdin: bytes, limit: int) -> tuple[bytes, 
     """
     proc = child.proc
     stdout, stderr = bytearray(), bytearray()
-    feeding = asyncio.ensure_future(_feed(proc, stdin))
-    reading = asyncio.gather(
-        _read_capped(proc.stdout, stdout, limit, "stdout"),
-        _read_capped(proc.stderr, stderr, limit, "stderr"),
-    )
+    tasks = [
+        asyncio.ensure_future(_feed(proc, stdin)),
+        asyncio.ensure_future(_read_capped(proc.stdout, stdout, limit, "stdout")),
+        asyncio.ensure_future(_read_capped(proc.stderr, stderr, limit, "stderr")),
+    ]
+    reading = asyncio.gather(*tasks[1:])
     try:
         waiting: list[asyncio.Future[Any]] = [reading, child.exited]
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -286,9 +287,9 @@ async def _communicate(child: _Child, stdin: bytes, limit: int) -> tuple[bytes, 
         await child.exited
         return bytes(stdout), bytes(stderr)
     finally:
-        for task in (feeding, reading):
+        for task in tasks:  # a reader still waiting when the other hit the limit
             task.cancel()
-        await asyncio.gather(feeding, reading, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
