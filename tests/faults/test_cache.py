@@ -79,7 +79,9 @@ def test_a_broken_record_releases_this_container_only(node: Node, how: str) -> N
 
 @contextlib.contextmanager
 def _tmpfs(path: Path, size: str) -> Iterator[None]:
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)])
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True
+    )
     try:
         yield
     finally:
