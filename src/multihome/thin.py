@@ -42,7 +42,9 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
         stdout.write(err.to_json(cni_version) + "\n")
         return 1
     except Exception as err:  # the last line of defence: never a traceback for a user
-        logging.getLogger("multihome").exception("internal error")
+        log = logging.getLogger("multihome")
+        log.error("internal error: %r", err)
+        log.debug("internal error", exc_info=True)
         stdout.write(CNIError(Code.INTERNAL, f"internal error: {err}").to_json(cni_version) + "\n")
         return 1
     if out:

@@ -243,7 +243,7 @@ async def test_a_file_that_cannot_be_executed(bindir: Path) -> None:
     (bindir / "p").chmod(0o644)
     with pytest.raises(CNIError) as caught:
         await exec_plugin("p", command="ADD", conf=CONF, rt=runtime(bindir))
-    assert caught.value.code == Code.IO_FAILURE
+    assert caught.value.code == Code.INVALID_NETWORK_CONFIG  # permanent: never "try again"
     assert "failed to execute plugin" in caught.value.msg
 
 

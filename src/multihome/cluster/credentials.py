@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import Mapping
@@ -163,9 +164,21 @@ def from_kubeconfig(path: str | os.PathLike[str], *, context: str = "") -> Crede
 
     file = Path(path)
     try:
-        doc = yaml.safe_load(file.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise CredentialsError(f"cannot read kubeconfig {file}: {err}") from err
+        text = file.read_text()
+    except OSError as err:
+        raise CredentialsError(f"cannot read kubeconfig {file}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise CredentialsError(
+            f"cannot read kubeconfig {file}: it is not UTF-8 text (byte {err.start})"
+        ) from err
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        raise CredentialsError(f"cannot parse kubeconfig {file}: {_yaml_problem(err)}") from None
+    except Exception as err:  # the constructors raise plain errors (dates, nesting)
+        raise CredentialsError(
+            f"cannot parse kubeconfig {file}: {type(err).__name__} while reading its YAML"
+        ) from None
     if not isinstance(doc, dict):
         raise CredentialsError(f"kubeconfig {file} is not a YAML mapping")
     name = context or str(doc.get("current-context") or "")
@@ -187,40 +200,92 @@ def from_kubeconfig(path: str | os.PathLike[str], *, context: str = "") -> Crede
         raise CredentialsError(f"{origin}: cluster server {server!r} is not an http(s) URL")
     base = file.parent
 
-    def path_of(value: Any) -> str | None:
-        return str(base / str(value)) if value else None
-
-    def data_of(key: str, section: dict[str, Any]) -> str | None:
+    def text_of(key: str, section: dict[str, Any]) -> str | None:
+        # A value of the wrong type is named by its type only: it may be a
+        # credential put in the wrong place, and messages never show those.
         value = section.get(key)
         if not value:
             return None
+        if not isinstance(value, str):
+            raise CredentialsError(f"{origin}: {key} must be a string, not {_kind(value)}")
+        return value
+
+    def path_of(key: str, section: dict[str, Any]) -> str | None:
+        value = text_of(key, section)
+        if value is None:
+            return None
+        if "\n" in value or "-----BEGIN" in value or len(value) > _MAX_PATH:
+            raise CredentialsError(
+                f"{origin}: {key} must be a file path; it holds something else"
+                f" (inline data goes into {key}-data)"
+            )
+        return str(base / value)
+
+    def data_of(key: str, section: dict[str, Any]) -> str | None:
+        value = text_of(key, section)
+        if value is None:
+            return None
         try:
-            return base64.b64decode(str(value), validate=True).decode()
+            return base64.b64decode(value, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError) as err:
-            raise CredentialsError(f"{origin}: {key} is not base64 of PEM text: {err}") from err
+            raise CredentialsError(f"{origin}: {key} is not base64 of PEM text: {err}") from None
+
+    token = text_of("token", user)
+    if token is not None and not token.isprintable():
+        raise CredentialsError(f"{origin}: token contains a line break or a control character")
 
     return Credentials(
         server=server.rstrip("/"),
-        ca_file=path_of(cluster.get("certificate-authority")),
+        ca_file=path_of("certificate-authority", cluster),
         ca_data=data_of("certificate-authority-data", cluster),
-        cert_file=path_of(user.get("client-certificate")),
-        key_file=path_of(user.get("client-key")),
+        cert_file=path_of("client-certificate", user),
+        key_file=path_of("client-key", user),
         cert_data=data_of("client-certificate-data", user),
         key_data=data_of("client-key-data", user),
-        token=str(user["token"]) if user.get("token") else None,
-        token_file=path_of(user.get("tokenFile")),
+        token=token,
+        token_file=path_of("tokenFile", user),
         insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
         tls_server_name=str(cluster["tls-server-name"]) if cluster.get("tls-server-name") else None,
         origin=origin,
     )
 
 
+_MAX_PATH = 4096
+# A quoted part of a YAML message longer than this may be a piece of the file.
+_QUOTED = re.compile(r"'([^'<][^']{3,})'|\"([^\"<][^\"]{3,})\"")
+
+
+def _yaml_problem(err: Any) -> str:
+    """What PyYAML found and where, without the excerpt of the file it quotes.
+
+    PyYAML's message shows the offending line, which may be the token's:
+    only its description of the problem and the position are kept.
+    """
+    parts = [str(p) for p in (err.context, err.problem) if p]
+    text = _QUOTED.sub("'...'", ", ".join(parts) or "a YAML syntax error")
+    mark = err.problem_mark or err.context_mark
+    if mark is not None:
+        text += f" at line {mark.line + 1}, column {mark.column + 1}"
+    return text
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
 def _named(doc: dict[str, Any], section: str, key: str, name: str, file: Path) -> dict[str, Any]:
-    for entry in doc.get(section) or []:
+    entries = doc.get(section)
+    if not isinstance(entries, list):
+        entries = []
+    for entry in entries:
         if isinstance(entry, dict) and entry.get("name") == name:
             value = entry.get(key)
             return value if isinstance(value, dict) else {}
-    known = sorted(str(e.get("name")) for e in doc.get(section) or [] if isinstance(e, dict))
+    known = sorted(str(e.get("name")) for e in entries if isinstance(e, dict))
     raise CredentialsError(
         f"kubeconfig {file} has no {key} named {name!r} (it has: {', '.join(known) or 'none'})"
     )

@@ -322,7 +322,7 @@ class KubeClient:
 async def _error(response: aiohttp.ClientResponse) -> KubeApiError:
     try:
         status: Any = json.loads(await response.read())
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, RecursionError):
         status = {}
     header = response.headers.get("Retry-After", "")
     retry_after = float(header) if header.isdigit() else None
@@ -332,7 +332,7 @@ async def _error(response: aiohttp.ClientResponse) -> KubeApiError:
 def _decode(payload: bytes, path: str) -> Object:
     try:
         value = json.loads(payload)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise ApiUnreachable(f"{path}: the API server sent something that is not JSON") from err
     if not isinstance(value, dict):
         raise ApiUnreachable(f"{path}: the API server sent JSON that is not an object")

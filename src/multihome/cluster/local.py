@@ -42,6 +42,15 @@ class LocalSource:
             files = sorted(p for p in self.directory.iterdir() if p.suffix in _SUFFIXES)
         except FileNotFoundError as err:
             raise ManifestError(f"manifest directory {self.directory} does not exist") from err
+        except NotADirectoryError as err:
+            raise ManifestError(
+                f"manifest directory {self.directory} is not a directory (manifestDir names"
+                " a directory of Pod and NAD manifests)"
+            ) from err
+        except OSError as err:
+            raise ManifestError(
+                f"cannot list manifest directory {self.directory}: {err.strerror or err}"
+            ) from err
         out: list[Object] = []
         for path in files:
             try:
@@ -121,7 +130,7 @@ def _load(path: Path) -> list[Object]:
 
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             docs = list(yaml.load_all(text, Loader=loader))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise ManifestError(f"cannot read manifest {path}: {err}") from err
     except Exception as err:  # yaml.YAMLError, without importing yaml for JSON files
         raise ManifestError(f"cannot read manifest {path}: {err}") from err

@@ -206,7 +206,7 @@ def _require_str(obj: RawObject, key: str, what: str, *, required: bool = True) 
 def _parse_object(data: str | bytes, what: str) -> RawObject:
     try:
         return RawObject.parse(data)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise CNIError(Code.DECODE_FAILURE, f"failed to decode {what}: {err}") from err
 
 
@@ -381,7 +381,7 @@ def cni_version_of(data: bytes) -> str:
     """
     try:
         value = json.loads(data).get("cniVersion")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return ""
     return value if isinstance(value, str) else ""
 

@@ -93,7 +93,7 @@ async def exec_plugin_with_result(
     raw = conf if isinstance(conf, str) else conf.decode("utf-8", "replace")
     try:
         conf_version = json.loads(raw).get("cniVersion") or "0.1.0"
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         conf_version = "0.1.0"
     return decode_result(plugin_type, stdout, conf_version=str(conf_version))
 

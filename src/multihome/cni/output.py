@@ -41,7 +41,7 @@ def plugin_error(plugin_type: str, outcome: Outcome) -> CNIError:
     if stdout:
         try:
             data = json.loads(stdout)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting is untrusted input too
             data = None
         if isinstance(data, dict) and ("code" in data or "msg" in data):
             return CNIError.from_dict(data)
@@ -86,7 +86,7 @@ def decode_result(plugin_type: str, stdout: bytes, *, conf_version: str) -> Resu
         raise CNIError(Code.DECODE_FAILURE, f"{who} returned no result", "ADD must print a result")
     try:
         data = json.loads(stdout)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise CNIError(
             Code.DECODE_FAILURE,
             f"failed to decode the result of {who}: {err}",
@@ -122,7 +122,7 @@ def decode_version_info(plugin_type: str, stdout: bytes) -> PluginInfo:
     who = f"plugin {quote(plugin_type)}"
     try:
         data = json.loads(stdout)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise CNIError(
             Code.DECODE_FAILURE,
             f"failed to decode the VERSION answer of {who}: {err}",

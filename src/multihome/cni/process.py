@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import signal
 import sys
@@ -27,6 +28,8 @@ from .request import format_args
 if TYPE_CHECKING:
     from .output import PluginInfo
 
+log = logging.getLogger(__name__)
+
 #: Seconds a plugin may run.  Container runtimes give a whole CNI call about
 #: two to four minutes; failing a single delegate well before that leaves the
 #: caller time to roll back what the chain had done.
@@ -35,6 +38,14 @@ DEFAULT_TIMEOUT = 120.0
 # moment; libcni retries five times, a second apart.
 _BUSY_RETRIES = 5
 _REAP_TIMEOUT = 5.0
+#: Bytes a plugin may print on stdout, and again on stderr, per call.  A
+#: result or an error is a few kilobytes; without a bound, one broken plugin
+#: printing without end takes the daemon's memory with it.
+DEFAULT_OUTPUT_LIMIT = 1 << 20
+# Seconds the pipes may stay open after the plugin exited: a child it forked
+# may hold them (a daemonised helper); it is not waited for longer.
+_PIPE_GRACE = 2.0
+_CHUNK = 64 << 10
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -114,10 +125,12 @@ class SubprocessExec:
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         inherit: Sequence[str] = ("PATH",),
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
         watcher: GroupWatcher | None = None,
     ) -> None:
         self.timeout = timeout
         self.inherit = tuple(inherit)
+        self.output_limit = output_limit
         self.watcher = watcher
         self.versions: dict[str, tuple[tuple[int, int, int], PluginInfo]] = {}
         self._running: set[asyncio.subprocess.Process] = set()
@@ -145,10 +158,14 @@ class SubprocessExec:
         out.update(env)
         return out
 
-    async def _spawn(self, path: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    async def _spawn(self, path: str, env: dict[str, str]) -> _Child:
+        loop = asyncio.get_running_loop()
         for attempt in range(_BUSY_RETRIES + 1):
             try:
-                return await asyncio.create_subprocess_exec(
+                # create_subprocess_exec by hand, for a protocol that tells
+                # when the process exited (Process.wait also waits for the pipes).
+                transport, protocol = await loop.subprocess_exec(
+                    lambda: _Protocol(loop),
                     path,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
@@ -156,12 +173,23 @@ class SubprocessExec:
                     env=env,
                     start_new_session=True,
                 )
+                proc = asyncio.subprocess.Process(transport, protocol, loop)
+                return _Child(proc, protocol.exited, transport)
             except OSError as err:
                 if err.errno == errno.ETXTBSY and attempt < _BUSY_RETRIES:
                     await asyncio.sleep(1)
                     continue
+                if err.errno in _EXEC_TRANSIENT:
+                    raise CNIError(
+                        Code.TRY_AGAIN_LATER,
+                        f"failed to execute plugin {quote(path)}: {err.strerror or err}",
+                        "the node is short of processes, memory or files, or the binary is"
+                        " being replaced; try again later",
+                    ) from err
+                # Not executable, not a binary of this machine, a missing
+                # interpreter: the same every time, so never "try again".
                 raise CNIError(
-                    Code.IO_FAILURE,
+                    Code.INVALID_NETWORK_CONFIG,
                     f"failed to execute plugin {quote(path)}: {err.strerror or err}",
                     "the plugin file exists but cannot be executed; check its mode and format",
                 ) from err
@@ -170,7 +198,8 @@ class SubprocessExec:
     async def run(self, path: str, *, stdin: bytes, env: Mapping[str, str]) -> Outcome:
         if self.closed:
             raise _stopped(path, env, "not started")
-        proc = await self._spawn(path, self._environment(env))
+        child = await self._spawn(path, self._environment(env))
+        proc = child.proc
         self._running.add(proc)
         if self.watcher is not None:
             deadline = time.time() + (self.timeout if self.timeout is not None else 86400.0)
@@ -178,7 +207,7 @@ class SubprocessExec:
                 proc.pid, deadline=deadline, container_id=env.get("CNI_CONTAINERID", "")
             )
         try:
-            outcome = await self._communicate(proc, path, stdin=stdin, env=env)
+            outcome = await self._communicate(child, path, stdin=stdin, env=env)
         finally:
             self._running.discard(proc)
             if self.watcher is not None:
@@ -189,11 +218,22 @@ class SubprocessExec:
         return outcome
 
     async def _communicate(
-        self, proc: asyncio.subprocess.Process, path: str, *, stdin: bytes, env: Mapping[str, str]
+        self, child: _Child, path: str, *, stdin: bytes, env: Mapping[str, str]
     ) -> Outcome:
+        proc = child.proc
         try:
             async with asyncio.timeout(self.timeout):
-                stdout, stderr = await proc.communicate(stdin)
+                stdout, stderr = await _communicate(child, stdin, self.output_limit)
+        except _TooLarge as err:
+            await _reap(proc)
+            raise CNIError(
+                Code.DECODE_FAILURE,
+                f"plugin {quote(path)} printed more than {self.output_limit} bytes on"
+                f" {err.stream} during {env.get('CNI_COMMAND', '')};"
+                " it was killed with its process group",
+                "a plugin prints one result or error of a few kilobytes; the limit is"
+                f" {self.output_limit} bytes per stream",
+            ) from None
         except TimeoutError:
             await _reap(proc)
             command = env.get("CNI_COMMAND", "")
@@ -214,6 +254,8 @@ class SubprocessExec:
         except BaseException:
             _kill_group(proc)
             raise
+        finally:
+            child.transport.close()  # the pipes of a child that kept them: closed
         return Outcome(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
 
 
@@ -224,6 +266,91 @@ def _stopped(path: str, env: Mapping[str, str], what: str) -> CNIError:
         f"plugin {quote(path)} {what} ({command}): the multihome daemon is shutting down",
         "the attachment cache keeps what it had done; the retried request finishes the job",
     )
+
+
+_EXEC_TRANSIENT = {errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.ETXTBSY}
+
+
+class _TooLarge(Exception):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.stream = stream
+
+
+@dataclass
+class _Child:
+    proc: asyncio.subprocess.Process
+    exited: asyncio.Future[None]
+    transport: asyncio.SubprocessTransport
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=_CHUNK, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _read_capped(
+    stream: asyncio.StreamReader | None, into: bytearray, limit: int, name: str
+) -> None:
+    """Read up to EOF into ``into``; `_TooLarge` as soon as more than ``limit`` bytes came."""
+    if stream is None:
+        return
+    while chunk := await stream.read(_CHUNK):
+        if len(into) + len(chunk) > limit:
+            raise _TooLarge(name)
+        into += chunk
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    if proc.stdin is None:
+        return
+    # A plugin may exit without reading its configuration.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+
+
+async def _communicate(child: _Child, stdin: bytes, limit: int) -> tuple[bytes, bytes]:
+    """``communicate`` with a bound on the output and on pipes held after the exit.
+
+    When the plugin has exited while something it forked still holds its
+    stdout or stderr, that is waited for `_PIPE_GRACE` seconds; then the
+    process group is killed, and what was read by then is the output.
+    """
+    proc = child.proc
+    stdout, stderr = bytearray(), bytearray()
+    tasks = [
+        asyncio.ensure_future(_feed(proc, stdin)),
+        asyncio.ensure_future(_read_capped(proc.stdout, stdout, limit, "stdout")),
+        asyncio.ensure_future(_read_capped(proc.stderr, stderr, limit, "stderr")),
+    ]
+    reading = asyncio.gather(*tasks[1:])
+    try:
+        waiting: list[asyncio.Future[Any]] = [reading, child.exited]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if not reading.done():
+            # Exited; its pipes are still open.
+            done, _ = await asyncio.wait({reading}, timeout=_PIPE_GRACE)
+            if not done:
+                log.warning("plugin pid %s exited; its children kept its pipes: killed", proc.pid)
+                _kill_group(proc)
+                await asyncio.wait({reading}, timeout=_PIPE_GRACE)
+        if reading.done():
+            reading.result()  # _TooLarge
+        await child.exited
+        return bytes(stdout), bytes(stderr)
+    finally:
+        for task in tasks:  # a reader still waiting when the other hit the limit
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

@@ -48,8 +48,34 @@ _IFNAME_RULES = (
 _ARGS_RULES = "CNI_ARGS is a ';'-separated list of KEY=VALUE pairs, e.g. K8S_POD_NAMESPACE=default"
 
 
+#: Characters a container ID may have.  libcni sets no bound; multihome
+#: names a cache file after the ID, and a file name has at most 255 bytes
+#: (runtimes use 64 hex digits).
+MAX_CONTAINER_ID = 200
+#: How deep the configuration on stdin may nest arrays and objects; real
+#: ones nest less than ten deep, and the JSON decoder recurses.
+MAX_STDIN_DEPTH = 64
+_SHOWN = 80
+
+
 def _quote(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    # Shortened, and bytes that were not UTF-8 (os.environ keeps them as
+    # surrogates) shown as U+FFFD: a message must always be printable.
+    if len(value) > _SHOWN:
+        value = value[:_SHOWN] + f"... ({len(value)} characters)"
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no byte decodes to
+        raw = value.encode("utf-8", "replace")
+    return json.dumps(raw.decode("utf-8", "replace"), ensure_ascii=False)
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_container_id(container_id: str) -> str:
@@ -64,6 +90,12 @@ def validate_container_id(container_id: str) -> str:
             f"invalid CNI_CONTAINERID {_quote(container_id)}: invalid characters",
             _VALID_NAME_TEXT,
         )
+    if len(container_id) > MAX_CONTAINER_ID:
+        raise CNIError(
+            Code.INVALID_ENV,
+            f"invalid CNI_CONTAINERID {_quote(container_id)}: it is too long",
+            f"a container ID has at most {MAX_CONTAINER_ID} characters",
+        )
     return container_id
 
 
@@ -71,6 +103,8 @@ def validate_ifname(ifname: str) -> str:
     """libcni's ``ValidateInterfaceName``: the name itself, or code 4 saying why not."""
     if not ifname:
         reason = "it is empty"
+    elif not _is_utf8(ifname):
+        reason = "it is not valid UTF-8"
     elif len(ifname.encode()) > _IFNAMSIZ:
         reason = f"it is {len(ifname.encode())} bytes long"
     elif ifname in (".", ".."):
@@ -82,6 +116,43 @@ def validate_ifname(ifname: str) -> str:
     raise CNIError(
         Code.INVALID_ENV, f"invalid CNI_IFNAME {_quote(ifname)}: {reason}", _IFNAME_RULES
     )
+
+
+def check_depth(data: bytes, limit: int = MAX_STDIN_DEPTH) -> None:
+    """Code 6 when JSON ``data`` nests arrays and objects deeper than ``limit``.
+
+    Checked before anything decodes it, so no decoder recurses into a
+    hostile configuration.  Brackets inside strings do not count.
+    """
+    depth = 0
+    in_string = False
+    escaped_at = -1  # the offset of the byte after a backslash
+    # Only the bytes that matter are visited: quotes, backslashes, brackets.
+    for match in _STRUCTURE.finditer(data):
+        char = match.group()
+        if in_string:
+            if match.start() == escaped_at:
+                continue
+            if char == b"\\":
+                escaped_at = match.end()
+            elif char == b'"':
+                in_string = False
+            continue
+        if char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                raise CNIError(
+                    Code.DECODE_FAILURE,
+                    f"the configuration on stdin nests more than {limit} levels deep",
+                    f"a network configuration nests at most {limit} arrays and objects",
+                )
+        elif char in (b"]", b"}"):
+            depth -= 1
+
+
+_STRUCTURE = re.compile(rb'[\\"\[\]{}]')
 
 
 def validate_network_name(name: str) -> str:
@@ -187,6 +258,8 @@ class Request:
             validate_container_id(env["CNI_CONTAINERID"])
         if "CNI_IFNAME" in required:
             validate_ifname(env["CNI_IFNAME"])
+        if command != "VERSION":
+            check_depth(stdin)
         return cls(
             command=command,
             container_id=env.get("CNI_CONTAINERID", ""),

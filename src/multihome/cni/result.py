@@ -360,7 +360,7 @@ def _decode(data: str | bytes | bytearray) -> Any:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
         return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise CNIError(Code.DECODE_FAILURE, f"failed to decode CNI result: {err}") from err
 
 

@@ -10,15 +10,16 @@ node that loses power mid-write keeps the old record, never half a file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from multihome import atomicfile
+from multihome.cni.errors import CNIError, Code
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,41 @@ class CacheRecord:
         )
 
 
+#: Bytes a record may have: a pod with a hundred networks writes about 200 KiB.
+MAX_RECORD_BYTES = 4 << 20
+
+
+def _read_regular(path: Path, limit: int) -> str:
+    """The text of a regular file that is not a symlink, at most ``limit`` bytes."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("it is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"it has {info.st_size} bytes; a record may have {limit}")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"it has more than the {limit} bytes a record may have")
+    return data.decode("utf-8")
+
+
+def _short(value: str, limit: int = 80) -> str:
+    return json.dumps(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _io_error(what: str, path: Path, err: OSError) -> CNIError:
+    return CNIError(
+        Code.IO_FAILURE,
+        f"{what} {path}: {err.strerror or err}",
+        "the attachment cache (cniDir/multihome) must be a writable directory with free space",
+    )
+
+
 class AttachmentCache:
     """One file per container in ``directory`` (0700), each 0600."""
 
@@ -125,24 +161,48 @@ class AttachmentCache:
         return self.directory / f"{container_id}.json"
 
     def load(self, container_id: str) -> CacheRecord | None:
-        """The record, or None when there is none or it cannot be read (logged)."""
+        """The record, or None when there is none or it cannot be read (logged).
+
+        Only a regular file of at most `MAX_RECORD_BYTES` that names this
+        container is a record: a FIFO would block the reader forever, and a
+        symlink to another container's record would release that
+        container's leases.
+        """
         path = self._path(container_id)
         try:
-            return CacheRecord.from_json(path.read_text())
+            record = CacheRecord.from_json(_read_regular(path, MAX_RECORD_BYTES))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
             log.warning("ignoring unreadable attachment record %s: %s", path, err)
             return None
+        if record.container_id != container_id:
+            log.warning(
+                "ignoring attachment record %s: it is for container %s",
+                path,
+                _short(record.container_id),
+            )
+            return None
+        return record
 
     def save(self, record: CacheRecord) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomicfile.write(self._path(record.container_id), record.to_json().encode(), mode=0o600)
+        """Write the record atomically; a `CNIError` (code 5) naming the path if it fails."""
+        path = self._path(record.container_id)
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomicfile.write(path, record.to_json().encode(), mode=0o600)
+        except OSError as err:
+            raise _io_error("cannot write the attachment record", path, err) from err
 
     def remove(self, container_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(container_id).unlink()
+        path = self._path(container_id)
+        try:
+            path.unlink()
             atomicfile.sync_directory(self.directory)
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # no record: nothing to remove
+        except OSError as err:
+            raise _io_error("cannot remove the attachment record", path, err) from err
 
     def container_ids(self) -> list[str]:
         try:

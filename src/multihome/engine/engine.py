@@ -534,8 +534,11 @@ class Engine:
         record.netns = request.netns or record.netns
         failed = await self._delete_record(record, config, cni_path=request.path, keep_failed=True)
         if failed:
-            record.attachments = failed
-            await asyncio.to_thread(cache.save, record)
+            # A record made up from the configuration is never saved: the
+            # retry makes it up again, and a DEL must not create state.
+            if cached is not None:
+                record.attachments = failed
+                await asyncio.to_thread(cache.save, record)
             first = failed[0]
             raise CNIError(
                 Code.TRY_AGAIN_LATER,
@@ -625,6 +628,16 @@ class Engine:
                 )
                 if keep_failed and err.code in _RETRYABLE:
                     failed.insert(0, cached)
+            except Exception as err:
+                # A bug for one network must not keep the others (the cluster
+                # network too) from being released; a retry would fail alike.
+                log.warning(
+                    "pod %s: DEL of %s (%s) failed unexpectedly: %r",
+                    record.pod,
+                    cached.network,
+                    cached.ifname,
+                    err,
+                )
         return failed
 
     # -- CHECK ------------------------------------------------------------------------
