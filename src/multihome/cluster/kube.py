@@ -410,11 +410,18 @@ class KubeSource:
         ``update``, not ``patch``), a GET of the pod and a PUT of its status
         with the resourceVersion, as Multus writes it; the choice is kept
         for the life of this source and logged once.  A pod that is gone,
-        or is another incarnation of the name, is left alone.
+        or is another incarnation of the name, is left alone (for a removal
+        the watch cache, once listed, tells so without a request).
         """
         namespace, name = pod_key(pod)
         uid = _uid(pod)
         what = f"failed to write network-status on pod {namespace}/{name}"
+        if status is None and uid and self.pods.synced.is_set():
+            cached = self.pods.get(namespace, name)
+            if cached is None or _uid(cached) != uid:
+                # The watch saw this incarnation go: nothing left to clear.
+                log.debug("pod %s/%s (UID %s) is gone: nothing to clear", namespace, name, uid)
+                return
         try:
             if not self.status_by_update:
                 try:
