@@ -27,7 +27,7 @@ from multihome.cni.request import Request
 from multihome.engine.engine import Engine
 from multihome.networks.config import MultusConfig
 from multihome.testing.apiserver import ApiServerDouble, run_in_thread
-from multihome.testing.apiserver.roles import MULTIHOME, MULTUS_HEAD, MULTUS_V4_0_2, ROLES, Role
+from multihome.testing.apiserver.roles import MULTIHOME, MULTUS_V4_0_2, ROLES, Role
 from multihome.testing.lab import Lab
 from multihome.testing.world import Sandbox, World
 
@@ -234,10 +234,13 @@ def _cached_uid(source: KubeSource) -> str:
     return str((cached or {}).get("metadata", {}).get("uid", ""))
 
 
-def test_thin_del_of_the_old_sandbox_keeps_the_new_pods_status(lab: Lab, tmp_path: Path) -> None:
+# Under Multus v4.0.2's role the status goes by GET + PUT, whose UID check is the source's own.
+@pytest.mark.parametrize("role", ["multihome", "multus-v4.0.2"])
+def test_thin_del_of_the_old_sandbox_keeps_the_new_pods_status(
+    lab: Lab, tmp_path: Path, role: str
+) -> None:
     world, old = one_pod(lab, "thin")
-    # Multus v4.0.2's role: the status goes by GET + PUT, whose UID check is the source's own.
-    with run_in_thread(role=MULTUS_V4_0_2) as api:
+    with run_in_thread(role=ROLES[role]) as api:
         load(api, world, old)
         config = {**kube_config(world), "kubeconfig": str(api.write_kubeconfig(tmp_path / "kc"))}
         world.call("ADD", old, config=config)
@@ -267,7 +270,7 @@ async def test_thick_del_without_a_record_deletes_the_cluster_network_at_once(
 ) -> None:
     world, sandbox = one_pod(lab)
     # podWait an hour: a DEL that waited for the pod would hit the test's bound instead.
-    async with thick(world, MULTUS_HEAD, sandbox, tmp_path=tmp_path, pod_wait=3600.0) as node:
+    async with thick(world, MULTIHOME, sandbox, tmp_path=tmp_path, pod_wait=3600.0) as node:
         await node.call("ADD", sandbox)
         (world.cni_dir / "multihome" / f"{sandbox.container_id}.json").unlink()  # record lost
         node.api.delete("pods", namespace="default", name="web")
