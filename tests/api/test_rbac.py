@@ -132,6 +132,22 @@ async def test_a_denial_is_the_real_servers_403() -> None:
         assert api.count("delete", "network-attachment-definitions") == 1
 
 
+async def test_the_role_knob_over_http() -> None:
+    async with ApiServerDouble() as api:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(api.url + "/_double/role", json={"role": "multus-v4.0.2"}) as r:
+                assert (r.status, await r.json()) == (200, {"role": "multus-v4.0.2"})
+            async with session.get(api.url + "/_double/state") as r:
+                assert (await r.json())["role"] == "multus"
+        assert (await raw(api, "GET", "/api/v1/pods"))[0] == 403
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(api.url + "/_double/role", json={"role": None}) as r,
+        ):
+            assert r.status == 200
+        assert (await raw(api, "GET", "/api/v1/pods"))[0] == 200
+
+
 @pytest.mark.parametrize(
     ("role", "granted"),
     [
