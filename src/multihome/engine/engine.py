@@ -448,7 +448,7 @@ class Engine:
                 "the runtime retries DEL; what failed stays cached until a DEL succeeds",
             )
         await asyncio.to_thread(cache.remove, request.container_id)
-        if source is not None and record.pod_name and record.pod_uid:
+        if source is not None and record.pod_name:
             # Only the incarnation this sandbox belonged to: a pod recreated
             # under the same name (a StatefulSet's) keeps its network-status.
             await _quietly(source.set_network_status(_sandbox_pod(record), None))
