@@ -1,7 +1,9 @@
 """The Kubernetes API as the engine's `Source`: pods and NADs from a node-scoped watch cache.
 
 With warm caches an ADD costs one API request, the network-status PATCH
-(upstream Multus makes nine for the same ADD).  The daemon keeps two
+(upstream Multus makes nine for the same ADD).  Under a role made for
+Multus the source makes do with what it grants: the status as GET + PUT
+when PATCH is forbidden, each pod by GET when list and watch are.  The daemon keeps two
 reflectors running: the pods bound to this node (``spec.nodeName`` field
 selector) and every NetworkAttachmentDefinition, both trimmed to the fields
 multihome reads so that 110 pods and 1,000 NADs fit in a few MiB.
@@ -188,6 +190,14 @@ def is_static(pod: Object) -> bool:
     return source is not None and source != "api"
 
 
+#: GET + PUT rounds on 409 before giving up, as client-go's ``retry.DefaultRetry``.
+_CONFLICT_ATTEMPTS = 5
+
+
+def _pod_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}"
+
+
 def _uid(pod: Object) -> str:
     return str((pod.get("metadata") or {}).get("uid") or "")
 
@@ -225,8 +235,6 @@ class KubeSource:
             clock=clock,
             sleep=sleep,
         )
-        if not config.node_name:
-            log.warning("no node name configured: caching every pod of the cluster")
 
         def reflector(path: str, *, selector: str, trim: Any) -> Reflector:
             return Reflector(
@@ -255,10 +263,12 @@ class KubeSource:
             sleep=sleep,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        #: The role forbade the status PATCH once: GET + PUT from then on (`set_network_status`).
+        self.status_by_update = False
 
     @property
     def requests(self) -> Counter[str]:
-        """API requests sent so far, by verb (get, list, watch, patch, create)."""
+        """API requests sent so far, by verb (get, list, watch, patch, update, create)."""
         return self.client.requests
 
     # -- life cycle -------------------------------------------------------
@@ -267,6 +277,8 @@ class KubeSource:
         """Start listing and watching, and the event sender; returns at once."""
         if self._tasks:
             return
+        if not self.config.node_name:
+            log.warning("no node name configured: caching every pod of the cluster")
         self._tasks = [
             asyncio.create_task(self.pods.run(), name="multihome-watch-pods"),
             asyncio.create_task(self.nads.run(), name="multihome-watch-nads"),
@@ -300,15 +312,15 @@ class KubeSource:
         await self.stop()
 
     def ready(self) -> bool:
-        """Both initial lists are done (the daemon's readiness)."""
-        return self.pods.synced.is_set() and self.nads.synced.is_set()
+        """Both initial lists are done, or forbidden (the daemon's readiness)."""
+        return self.pods.settled and self.nads.settled
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait for `ready`; False when `timeout` passed first."""
         try:
             async with asyncio.timeout(timeout):
-                await self.pods.synced.wait()
-                await self.nads.synced.wait()
+                await self.pods.until(lambda: self.pods.settled, timeout=None)
+                await self.nads.until(lambda: self.nads.settled, timeout=None)
         except TimeoutError:
             return False
         return True
@@ -328,18 +340,20 @@ class KubeSource:
         cost nothing uses `cached_pod`.
         """
         pod = self.pods.get(namespace, name)
-        if pod is None and uid:
+        if pod is None and uid and self.pods.forbidden is None:
             await self.pods.until(
-                lambda: self.pods.get(namespace, name) is not None, timeout=self.config.pod_wait
+                lambda: (
+                    self.pods.get(namespace, name) is not None or self.pods.forbidden is not None
+                ),
+                timeout=self.config.pod_wait,
             )
             pod = self.pods.get(namespace, name)
         if pod is not None and self._uid_ok(pod, uid):
             return copy.deepcopy(pod)
         # Not in the cache, or another incarnation of the name there: the
         # API server has the last word.
-        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}"
         try:
-            live = trim_pod(await self.client.get(path, retry_seconds=0))
+            live = trim_pod(await self.client.get(_pod_path(namespace, name), retry_seconds=0))
         except KubeApiError as err:
             if err.code == 404:
                 return None
@@ -365,8 +379,8 @@ class KubeSource:
 
     async def get_nad(self, namespace: str, name: str) -> Object | None:
         """From the cache once it is ready (no API request); before that, one GET."""
-        if not self.nads.synced.is_set():
-            await self.nads.until(self.nads.synced.is_set, timeout=self.config.pod_wait)
+        if not self.nads.settled:
+            await self.nads.until(lambda: self.nads.settled, timeout=self.config.pod_wait)
         if self.nads.synced.is_set():
             nad = self.nads.get(namespace, name)
             return copy.deepcopy(nad) if nad is not None else None
@@ -389,29 +403,97 @@ class KubeSource:
         return self.nads.get(namespace, name)
 
     async def set_network_status(self, pod: Object, status: str | None) -> None:
-        """One merge PATCH of ``pods/<name>/status`` that sets (or, for None, removes)
-        the annotation; the pod's UID rides along as a precondition so that a
-        new pod of the same name is never labelled with another's networks."""
+        """Write the annotation (None removes it) on this incarnation of the pod only.
+
+        One merge PATCH of ``pods/<name>/status`` with the pod's UID as a
+        precondition.  Where the role forbids that (Multus's roles grant
+        ``update``, not ``patch``), a GET of the pod and a PUT of its status
+        with the resourceVersion, as Multus writes it; the choice is kept
+        for the life of this source and logged once.  A pod that is gone,
+        or is another incarnation of the name, is left alone (for a removal
+        the watch cache, once listed, tells so without a request).
+        """
         namespace, name = pod_key(pod)
-        meta: Object = {"annotations": {STATUS_ANNOTATION: status}}
-        if _uid(pod):
-            meta["uid"] = _uid(pod)
-        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/status"
+        uid = _uid(pod)
         what = f"failed to write network-status on pod {namespace}/{name}"
+        if status is None and uid and self.pods.synced.is_set():
+            cached = self.pods.get(namespace, name)
+            if cached is None or _uid(cached) != uid:
+                # The watch saw this incarnation go: nothing left to clear.
+                log.debug("pod %s/%s (UID %s) is gone: nothing to clear", namespace, name, uid)
+                return
         try:
-            await self.client.patch(
-                path,
-                {"metadata": meta},
-                retry_seconds=self.config.status_retry_seconds,
-                retry_conflicts=True,
-            )
+            if not self.status_by_update:
+                try:
+                    await self._patch_status(namespace, name, uid, status)
+                    return
+                except KubeApiError as err:
+                    if err.code != 403:
+                        raise
+                    self.status_by_update = True
+                    log.warning(
+                        "%s; writing network-status with GET pods and PUT pods/status instead, "
+                        'as Multus does (grant "patch" on "pods/status" to save a request a write)',
+                        err.message,
+                    )
+            await self._update_status(namespace, name, uid, status)
         except KubeApiError as err:
             if err.code == 404 or err.precondition_failed:
                 log.info("pod %s/%s is gone: network-status not written (%s)", namespace, name, err)
                 return
+            if err.code == 403:
+                raise CNIError(
+                    Code.IO_FAILURE,
+                    f"{what}: {err.message}",
+                    'grant "patch" on "pods/status" (multihome\'s role), or "get" on "pods" and '
+                    '"update" on "pods/status" (Multus\'s role), to the service account',
+                ) from err
             raise _api_failure(what, err) from err
         except ApiUnreachable as err:
             raise _api_failure(what, err) from err
+
+    async def _patch_status(self, namespace: str, name: str, uid: str, status: str | None) -> None:
+        meta: Object = {"annotations": {STATUS_ANNOTATION: status}}
+        if uid:
+            meta["uid"] = uid
+        await self.client.patch(
+            _pod_path(namespace, name) + "/status",
+            {"metadata": meta},
+            retry_seconds=self.config.status_retry_seconds,
+            retry_conflicts=True,
+        )
+
+    async def _update_status(self, namespace: str, name: str, uid: str, status: str | None) -> None:
+        retry = self.config.status_retry_seconds
+        for attempt in range(_CONFLICT_ATTEMPTS):
+            live = await self.client.get(_pod_path(namespace, name), retry_seconds=retry)
+            if uid and _uid(live) != uid:
+                log.info(
+                    "pod %s/%s has UID %s now, not %s: network-status not written",
+                    namespace,
+                    name,
+                    _uid(live),
+                    uid,
+                )
+                return
+            annotations = live.setdefault("metadata", {}).get("annotations") or {}
+            if annotations.get(STATUS_ANNOTATION) == status:
+                return  # nothing to change: no write
+            if status is None:
+                annotations.pop(STATUS_ANNOTATION, None)
+            else:
+                annotations[STATUS_ANNOTATION] = status
+            live["metadata"]["annotations"] = annotations
+            try:
+                # The GET's resourceVersion (and UID) ride along: a pod
+                # changed or recreated since is a 409, never overwritten.
+                await self.client.update(
+                    _pod_path(namespace, name) + "/status", live, retry_seconds=retry
+                )
+                return
+            except KubeApiError as err:
+                if err.code != 409 or err.precondition_failed or attempt + 1 == _CONFLICT_ATTEMPTS:
+                    raise
 
     async def emit_event(self, pod: Object, *, type: EventType, reason: str, message: str) -> None:
         """Queue the event; a background task sends it (never on the caller's path)."""

@@ -1,10 +1,11 @@
-"""The daemon's Kubernetes API client: five calls over aiohttp, paced and counted.
+"""The daemon's Kubernetes API client: six calls over aiohttp, paced and counted.
 
 The node daemon lists and watches pods and NADs, GETs one pod now and
-then, PATCHes ``pods/<name>/status`` and creates Events; that is all.
+then, PATCHes ``pods/<name>/status`` (or PUTs it, where the role allows
+only that) and creates Events; that is all.
 aiohttp already serves the daemon's socket, so it carries these calls too:
 lightkube would add httpx and its model package to the daemon's memory for
-these five endpoints (design.md: 50 MiB for the whole daemon).
+these six calls (design.md: 50 MiB for the whole daemon).
 
 What the client adds to HTTP is what client-go's REST client adds: a QPS and
 burst budget shared by every call, timeouts from the configuration, retries
@@ -95,7 +96,7 @@ class KubeClient:
     """Requests to one API server with one set of credentials.
 
     ``requests`` counts every request sent (retries included) by audit verb:
-    get, list, watch, create, patch.
+    get, list, watch, create, update, patch.
     """
 
     def __init__(
@@ -178,6 +179,10 @@ class KubeClient:
             retry_seconds=retry_seconds,
             retry_conflicts=retry_conflicts,
         )
+
+    async def update(self, path: str, body: Object, *, retry_seconds: float = 0.0) -> Object:
+        """A PUT; its resourceVersion makes a retry that had gone through a 409, not a repeat."""
+        return await self._call("update", "PUT", path, body=body, retry_seconds=retry_seconds)
 
     async def create(self, path: str, body: Object, *, retry_seconds: float = 0.0) -> Object:
         return await self._call("create", "POST", path, body=body, retry_seconds=retry_seconds)

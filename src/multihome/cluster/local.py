@@ -83,6 +83,19 @@ class LocalSource:
         return self.directory / "status" / f"{namespace}.{name}.json"
 
     async def set_network_status(self, pod: Object, status: str | None) -> None:
+        uid = (pod.get("metadata") or {}).get("uid")
+        current = self._find({"Pod"}, *pod_key(pod))
+        if (
+            uid
+            and current is not None
+            and (current.get("metadata") or {}).get("uid")
+            not in (
+                None,
+                "",
+                uid,
+            )
+        ):
+            return  # another incarnation of the name: not the pod this status is about
         path = self.status_path(*pod_key(pod))
         if status is None:
             path.unlink(missing_ok=True)

@@ -31,7 +31,12 @@ class Source(Protocol):
         """The NetworkAttachmentDefinition, or None when it does not exist."""
 
     async def set_network_status(self, pod: Object, status: str | None) -> None:
-        """Write the network-status annotation value; None removes it."""
+        """Write the network-status annotation value; None removes it.
+
+        Only on the incarnation whose UID is ``pod``'s ``metadata.uid`` (when
+        it has one): a pod that is gone, or was created again under the same
+        name, is left alone.  Raises when the write failed.
+        """
 
     async def emit_event(self, pod: Object, *, type: EventType, reason: str, message: str) -> None:
         """Record an event on the pod (best effort: never fails the caller)."""

@@ -9,6 +9,9 @@ jitter so that every node of a cluster does not come back at once.
 
 Objects are trimmed as they arrive (the caller says how), so the cache
 holds only what multihome reads.  Readiness is the first complete list.
+A 403 (the service account's role grants no list or watch, as Multus
+v4.0.2's role for pods) stops the reflector for good, with one log line:
+its owner then asks the API server for each object instead.
 The loop takes its sleep and a bounded iteration count as arguments, so
 tests drive it step by step instead of patching it.
 """
@@ -43,6 +46,7 @@ class Reflector:
     `path` is the collection's URL path (all namespaces), e.g.
     ``/api/v1/pods``.  ``lists`` counts complete lists (1 after the initial
     one; each relist adds one) and ``watches`` counts watch requests.
+    ``forbidden`` is the 403 that stopped it, if one did.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Reflector:
         self.lists = 0
         self.watches = 0
         self.errors = 0
+        self.forbidden: KubeApiError | None = None
         self._waiters: set[asyncio.Future[None]] = set()
 
     # -- reading ----------------------------------------------------------
@@ -80,7 +85,12 @@ class Reflector:
     def get(self, namespace: str, name: str) -> Object | None:
         return self.objects.get((namespace, name))
 
-    async def until(self, predicate: Callable[[], bool], *, timeout: float) -> bool:
+    @property
+    def settled(self) -> bool:
+        """Listed, or stopped by a 403: nothing more to wait for."""
+        return self.synced.is_set() or self.forbidden is not None
+
+    async def until(self, predicate: Callable[[], bool], *, timeout: float | None) -> bool:
         """Wait until `predicate()` holds, re-checked after each change; False at the timeout."""
         loop = asyncio.get_running_loop()
         try:
@@ -125,6 +135,9 @@ class Reflector:
                 self.backoff.reset()
             except KubeApiError as err:
                 self.errors += 1
+                if err.code == 403:
+                    self._forbid(err)
+                    return
                 if err.code == 410 or "Too large resource version" in err.message:
                     log.info("%s: %s; listing again", self.path, err)
                     self.resource_version = ""
@@ -134,6 +147,21 @@ class Reflector:
             except ApiUnreachable as err:
                 self.errors += 1
                 await self._pause(err)
+
+    def _forbid(self, err: KubeApiError) -> None:
+        # Retrying cannot help until someone changes the role, and a role
+        # change is rare enough that a daemon restart is the way to pick it up.
+        log.warning(
+            "%s: not caching it: %s; each lookup asks the API server instead "
+            "(grant list and watch on it and restart for lookups that cost no request)",
+            self.path,
+            err.message,
+        )
+        self.forbidden = err
+        self.objects = {}
+        self.resource_version = ""
+        self.synced.clear()
+        self._changed()
 
     async def _pause(self, err: Exception) -> None:
         delay = self.backoff.next()

@@ -16,7 +16,6 @@ attachments the runtime no longer knows, STATUS asks the cluster network.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import dataclasses
 import json
@@ -228,7 +227,7 @@ class Engine:
                 )
             raise error.prefixed(f"pod {plan.namespace}/{plan.name}")
 
-        record = _record(request, config, plan)
+        record = _record(request, config, plan, pod)
         # Written before anything runs: a crash from here on leaves a record
         # that DEL (or the next ADD) uses to clean up.
         await asyncio.to_thread(cache.save, record)
@@ -547,22 +546,21 @@ class Engine:
             )
         await asyncio.to_thread(cache.remove, request.container_id)
         if source is not None and record.pod_name:
-            with contextlib.suppress(Exception):
-                pod = await source.get_pod(record.pod_namespace, record.pod_name)
-                if pod is not None:
-                    await source.set_network_status(pod, None)
+            # Only the incarnation this sandbox belonged to: a pod recreated
+            # under the same name (a StatefulSet's) keeps its network-status.
+            await _quietly(source.set_network_status(_sandbox_pod(record), None))
         return cached
 
     async def _record_without_cache(
         self, request: Request, config: MultusConfig, source: Source | None
     ) -> CacheRecord | None:
-        """What an ADD would have run, when its record is gone (best effort)."""
+        """What an ADD would have run, when its record is gone (best effort).
+
+        The configuration's networks only (the cluster network, defaultNetworks):
+        the pod is not looked up, a DEL never waits for one.
+        """
         try:
-            pod = await self._pod(source, request) if source is not None else None
-        except CNIError:
-            pod = None
-        try:
-            plan, _ = await self._plan(source if pod is not None else None, config, request, pod)
+            plan, _ = await self._plan(source, config, request, None)
         except CNIError as err:
             log.info(
                 "container %s: nothing cached and no plan (%s): nothing to delete",
@@ -768,8 +766,20 @@ class Engine:
         return plan.cluster_network
 
 
-def _record(request: Request, config: MultusConfig, plan: PodPlan) -> CacheRecord:
-    """What the attachment cache keeps of a plan: enough to DEL it with nothing else."""
+def _sandbox_pod(record: CacheRecord) -> Object:
+    """The pod a record's sandbox belonged to, as far as a status write needs it."""
+    meta = {"namespace": record.pod_namespace, "name": record.pod_name, "uid": record.pod_uid}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta}
+
+
+def _record(
+    request: Request, config: MultusConfig, plan: PodPlan, pod: Object | None = None
+) -> CacheRecord:
+    """What the attachment cache keeps of a plan: enough to DEL it with nothing else.
+
+    The pod's UID is that of the API object the ADD reported to (a static
+    pod's mirror has its own), so that DEL touches that object only.
+    """
     return CacheRecord(
         container_id=request.container_id,
         netns=request.netns,
@@ -777,7 +787,7 @@ def _record(request: Request, config: MultusConfig, plan: PodPlan) -> CacheRecor
         cni_version=config.cni_version,
         pod_namespace=plan.namespace,
         pod_name=plan.name,
-        pod_uid=plan.uid,
+        pod_uid=str(((pod or {}).get("metadata") or {}).get("uid") or plan.uid),
         attachments=[
             CachedAttachment(
                 network=a.name,

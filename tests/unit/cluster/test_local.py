@@ -74,3 +74,19 @@ def test_an_edited_or_removed_manifest_shows_at_the_next_lookup(tmp_path: Path) 
     assert asyncio.run(source.get_nad("default", "iot-lan")) is not None
     (tmp_path / "a.yaml").unlink()
     assert source.objects() == []
+
+
+def test_status_is_written_only_for_the_incarnation_it_is_about(tmp_path: Path) -> None:
+    (tmp_path / "web.json").write_text(
+        '{"kind": "Pod", "metadata": {"name": "web", "namespace": "default", "uid": "new"}}'
+    )
+    source = LocalSource(tmp_path)
+    old = {"metadata": {"name": "web", "namespace": "default", "uid": "old"}}
+    new = {"metadata": {"name": "web", "namespace": "default", "uid": "new"}}
+    asyncio.run(source.set_network_status(old, "[]"))
+    assert source.network_status("default", "web") is None
+    asyncio.run(source.set_network_status(new, '[{"name": "a"}]'))
+    asyncio.run(source.set_network_status(old, None))
+    assert source.network_status("default", "web") == [{"name": "a"}]
+    asyncio.run(source.set_network_status(new, None))
+    assert source.network_status("default", "web") is None

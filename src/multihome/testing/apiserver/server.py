@@ -50,6 +50,7 @@ from multihome.testing.apiserver.resources import (
     kind_of,
     parse_path,
 )
+from multihome.testing.apiserver.roles import ROLES, SERVICE_ACCOUNT_USER, Role
 from multihome.testing.apiserver.selectors import field_selector, label_selector
 from multihome.testing.apiserver.status import ApiError
 from multihome.testing.apiserver.store import Event, Store, Watcher, parse_rv
@@ -108,6 +109,8 @@ class ApiServerDouble:
     `state_dir`: manifests to start from, and where the state is saved
     (unless `save_state` is false).
     `bookmark_interval`: seconds between BOOKMARKs on watches that allow them.
+    `role`: authorize every API request against this RBAC role (`roles`) as `user`,
+    answering what it does not grant with the real server's 403; None allows everything.
     """
 
     def __init__(
@@ -122,6 +125,8 @@ class ApiServerDouble:
         save_state: bool = True,
         bookmark_interval: float = 60.0,
         log_size: int = 100_000,
+        role: Role | None = None,
+        user: str = SERVICE_ACCOUNT_USER,
     ) -> None:
         self.host = host
         self.port = port
@@ -132,6 +137,8 @@ class ApiServerDouble:
         self.url = ""
         self._store = Store(history_size=history_size, on_write=self._written)
         self._tokens = frozenset(tokens)
+        self.role = role
+        self.user = user
         self._faults: list[_Fault] = []
         self._counts: Counter[tuple[str, str]] = Counter()
         self._log: deque[RequestRecord] = deque(maxlen=log_size)
@@ -196,6 +203,10 @@ class ApiServerDouble:
     def set_tokens(self, *tokens: str) -> None:
         """Accept exactly these bearer tokens from now on; none turns auth off."""
         self._call(setattr, self, "_tokens", frozenset(tokens))
+
+    def set_role(self, role: Role | None) -> None:
+        """Authorize requests against `role` from now on; None allows everything."""
+        self._call(setattr, self, "role", role)
 
     def close_watches(self) -> int:
         """End every open watch stream, as an API server restart would."""
@@ -405,6 +416,7 @@ class ApiServerDouble:
                 record.delay_ms = self.latency_ms
                 await asyncio.sleep(self.latency_ms / 1000)
             self._authenticate(request)
+            self._authorize(target, record)
             self._inject_fault(record)
             response = await self._serve(request, target, record)
         except ApiError as e:
@@ -420,6 +432,28 @@ class ApiServerDouble:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or token.strip() not in self._tokens:
             raise status.unauthorized()
+
+    def _authorize(self, target: Target | None, record: RequestRecord) -> None:
+        # Discovery, /version and health are open to every user on a real
+        # cluster (system:discovery, system:public-info-viewer).
+        if self.role is None or target is None:
+            return
+        kind = target.kind
+        if not self.role.allows(
+            verb=record.verb,
+            group=kind.group,
+            resource=kind.plural,
+            subresource=target.subresource or "",
+            name=target.name or "",
+        ):
+            raise status.forbidden(
+                kind,
+                user=self.user,
+                verb=record.verb,
+                subresource=target.subresource,
+                namespace=target.namespace,
+                name=target.name,
+            )
 
     def _inject_fault(self, record: RequestRecord) -> None:
         for fault in self._faults:
@@ -598,6 +632,7 @@ class ApiServerDouble:
                     "latencyMs": self.latency_ms,
                     "pendingFaults": [asdict(f) for f in self._faults],
                     "authentication": bool(self._tokens),
+                    "role": self.role.name if self.role is not None else None,
                 }
             )
 
@@ -633,6 +668,10 @@ class ApiServerDouble:
                 raise TypeError("tokens must be a list of strings")
             self.set_tokens(*tokens)
             return {"tokens": len(tokens)}
+        if knob == "role":
+            name = body.get("role")
+            self.set_role(None if name is None else ROLES[name])
+            return {"role": name}
         actions: dict[str, Callable[[], dict[str, Any]]] = {
             "close-watches": lambda: {"closed": self.close_watches()},
             "compact": lambda: {"horizon": self.compact()},
@@ -778,6 +817,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument(
+        "--role", choices=sorted(ROLES), help="authorize requests against this RBAC role"
+    )
+    parser.add_argument(
         "--history", type=int, default=1000, help="changes a watch can resume across (default 1000)"
     )
     parser.add_argument("--kubeconfig", metavar="FILE", help="write a kubeconfig for clients")
@@ -797,6 +839,7 @@ def main(argv: list[str] | None = None) -> int:
             history_size=args.history,
             state_dir=args.state,
             save_state=not args.no_save,
+            role=ROLES[args.role] if args.role else None,
         ) as api:
             if args.kubeconfig:
                 api.write_kubeconfig(args.kubeconfig)

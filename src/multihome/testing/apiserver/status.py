@@ -134,6 +134,29 @@ def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized", "Unauthorized")
 
 
+def forbidden(
+    kind: Kind,
+    *,
+    user: str,
+    verb: str,
+    subresource: str | None,
+    namespace: str | None,
+    name: str | None,
+) -> ApiError:
+    """403 from the authorizer, worded as apiserver's ``forbiddenMessage`` and ``NewForbidden``."""
+    resource = kind.plural + (f"/{subresource}" if subresource else "")
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    why = f'User "{user}" cannot {verb} resource "{resource}" in API group "{kind.group}" {scope}'
+    subject = f'{kind.qualified} "{name}"' if name else kind.qualified
+    details: dict[str, Any] = {}
+    if name:
+        details["name"] = name
+    if kind.group:
+        details["group"] = kind.group
+    details["kind"] = kind.plural
+    return ApiError(403, "Forbidden", f"{subject} is forbidden: {why}", details)
+
+
 def path_not_found() -> ApiError:
     return ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
