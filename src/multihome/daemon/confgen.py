@@ -291,7 +291,10 @@ def generate(
     ours = settings.cni_version
     if not ours:
         try:
-            ours = versions.check_supported(theirs, f"cniVersion of {primary_path}")
+            # A primary without cniVersion runs as 0.1.0; the runtime should not get that.
+            ours = versions.check_supported(
+                network.declared_version, f"cniVersion of {primary_path}"
+            )
         except CNIError as err:
             raise CNIError(
                 err.code, err.msg, "set cniVersion in the daemon configuration; " + err.details

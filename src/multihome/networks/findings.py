@@ -336,6 +336,14 @@ RULES: dict[str, Rule] = _rules(
         Code.INCOMPATIBLE_VERSION,
     ),
     Rule(
+        "cni-version-assumed",
+        "warning",
+        'the configuration has no cniVersion; its plugins get "cniVersion": "" and '
+        "read it as 0.1.0, as with libcni and Multus",
+        'set cniVersion to the version the plugins speak, e.g. "1.0.0" (0.1.0 results list '
+        "no interfaces, and CHECK needs 0.4.0)",
+    ),
+    Rule(
         "conf-file-invalid",
         "warning",
         "a file in the CNI config directory does not parse",
