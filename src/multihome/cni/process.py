@@ -88,6 +88,10 @@ class Exec(Protocol):
         ...
 
 
+class ExecFailure(CNIError):
+    """The plugin file exists but could not be started (mode, format, interpreter)."""
+
+
 class SubprocessExec:
     """Plugins as child processes, each in its own process group.
 
@@ -128,7 +132,7 @@ class SubprocessExec:
                 if err.errno == errno.ETXTBSY and attempt < _BUSY_RETRIES:
                     await asyncio.sleep(1)
                     continue
-                raise CNIError(
+                raise ExecFailure(
                     Code.IO_FAILURE,
                     f"failed to execute plugin {quote(path)}: {err.strerror or err}",
                     "the plugin file exists but cannot be executed; check its mode and format",
