@@ -435,3 +435,19 @@ def test_parse_config_text_reports_is_list() -> None:
         path="p",
     )
     assert conf is not None and is_list and findings == []
+
+
+def test_a_conflist_in_a_conf_file_is_read_as_a_list() -> None:
+    # compatibility.md: upstream reads clusterNetwork "x.conf" as a single config and fails.
+    text = '{"cniVersion": "1.0.0", "name": "pods", "plugins": [{"type": "bridge"}]}'
+    files = FileSnapshot({"/etc/cni/net.d/10-pods.conf": text})
+    network, findings = resolve_network(
+        "/etc/cni/net.d/10-pods.conf",
+        namespace="kube-system",
+        nads=Nads(),
+        files=files,
+        conf_dir="/etc/cni/multus/net.d",
+        path="clusterNetwork",
+    )
+    assert findings == []
+    assert network is not None and network.is_list and network.conf.name == "pods"
