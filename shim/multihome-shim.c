@@ -6,7 +6,9 @@
  * multihome daemon over HTTP on a unix socket and prints the daemon's answer
  * with the exit code the daemon names.  The only errors it makes itself are
  * the ones the daemon cannot make: it is not reachable, or the local I/O
- * failed.  The wire protocol is described in README.md next to this file.
+ * failed.  VERSION is the exception: the shim answers it itself, without
+ * touching the daemon, as upstream's shim does (podman asks it before every
+ * ADD).  The wire protocol is described in README.md next to this file.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,6 +35,12 @@
 #define MAX_SECONDS 86400.0
 
 enum { E_ENV = 4, E_IO = 5, E_CONFIG = 7, E_AGAIN = 11 };
+
+/* The VERSION answer: the versions the daemon's engine speaks (multihome.cni.version,
+ * the same text the thin plugin prints; tests/e2e/test_shim.py keeps them equal). */
+static const char VERSION_ANSWER[] =
+	"{\"cniVersion\": \"1.1.0\", \"supportedVersions\": [\"0.1.0\", \"0.2.0\", "
+	"\"0.3.0\", \"0.3.1\", \"0.4.0\", \"1.0.0\", \"1.1.0\"]}";
 
 extern char **environ;
 
@@ -626,7 +634,6 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	make_request_id();
 
 	struct buf in = {0};
 	char chunk[65536];
@@ -643,6 +650,13 @@ int main(int argc, char **argv)
 			break;
 		put(&in, chunk, (size_t)r);
 	}
+	const char *command = getenv("CNI_COMMAND");
+	if (command && strcmp(command, "VERSION") == 0) {
+		/* stdin was read (and dropped) only so that the runtime's write never fails */
+		write_all(1, VERSION_ANSWER, sizeof VERSION_ANSWER - 1);
+		return 0;
+	}
+	make_request_id();
 	struct span found[K_COUNT] = {{0}};
 	scan_config(in.p ? in.p : "", in.len, found);
 	if (found[K_VERSION].found && found[K_VERSION].is_string)

@@ -31,6 +31,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from multihome.engine.engine import version_text
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIM_DIR = ROOT / "shim"
 RESULT = b'{"cniVersion":"1.0.0","interfaces":[{"name":"net1","mac":"02:00:00:00:00:01"}]}'
@@ -290,12 +292,30 @@ def test_reads_any_http_framing(shim: Path, sock_dir: Path, raw: bytes) -> None:
     assert (proc.returncode, proc.stdout) == (3, b'{"a":1}')
 
 
-def test_version_command_is_forwarded(shim: Path, sock_dir: Path) -> None:
-    versions = b'{"cniVersion":"1.0.0","supportedVersions":["0.3.1","1.0.0"]}'
-    with FakeDaemon(sock_dir / "multihome.sock", answer(versions)) as fake:
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        b'{"cniVersion":"1.0.0"}',  # what libcni sends: no socket settings at all
+        json.dumps({"cniVersion": "1.0.0", "daemonSocketDir": "/nonexistent/multihome"}).encode(),
+    ],
+    ids=["default-socket", "missing-socket-dir"],
+)
+def test_version_is_answered_by_the_shim_without_any_io(shim: Path, stdin: bytes) -> None:
+    # podman asks VERSION before every ADD: it must not wait for (or need) the daemon.
+    trace = shutil.which("strace")
+    argv = [trace, "-f", "-qq", "-e", "trace=socket,connect", str(shim)] if trace else [str(shim)]
+    env = shim_env({"CNI_COMMAND": "VERSION"})
+    proc = subprocess.run(argv, check=False, input=stdin, env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc
+    assert json.loads(proc.stdout) == json.loads(version_text())
+    assert b"socket(" not in proc.stderr and b"connect(" not in proc.stderr
+
+
+def test_version_never_reaches_a_running_daemon(shim: Path, sock_dir: Path) -> None:
+    with FakeDaemon(sock_dir / "multihome.sock") as fake:
         proc = run(shim, config(sock_dir), {"CNI_COMMAND": "VERSION"})
-    assert (proc.returncode, proc.stdout) == (0, versions)
-    assert json.loads(fake.only_request().body)["env"]["CNI_COMMAND"] == "VERSION"
+    assert (proc.returncode, json.loads(proc.stdout)) == (0, json.loads(version_text()))
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize("flag", ["-v", "--version"])

@@ -280,3 +280,27 @@ def test_default_route_moves_to_net1_for_ipv4_and_ipv6(lab: Lab, mode: Mode) -> 
     ]
     world.delete(pod)
     assert world.allocations() == {}
+
+
+def test_a_nad_without_cni_version_runs_as_libcni_runs_it(lab: Lab) -> None:
+    # Real clusters have such NADs: libcni and Multus load them and the plugins
+    # get "cniVersion": "", which they read as 0.1.0.
+    world = World(lab, mode="engine")
+    lan = lab.macvlan_parent("lan")
+    world.macvlan_nad("old", master=lan, subnet=world.lan_subnet(7))
+    conf = json.loads(
+        json.loads((world.manifests / "nad-default-old.json").read_text())["spec"]["config"]
+    )
+    del conf["cniVersion"]
+    world.nad("old", conf)
+    pod = world.pod("legacy", "old")
+
+    world.add(pod)
+
+    assert lab.links(pod.netns)["net1"].addresses == [world.host(world.lan_subnet(7), 2) + "/24"]
+    status = world.network_status(pod)
+    assert status is not None and status[1]["name"] == "default/old"
+    assert status[1]["ips"] == [world.host(world.lan_subnet(7), 2)]
+    world.delete(pod)
+    assert set(lab.links(pod.netns)) == {"lo"}
+    assert world.allocations() == {}

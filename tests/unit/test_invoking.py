@@ -371,6 +371,16 @@ CALICO_LIKE = (
 CAPS = {"mac": "02:11:22:33:44:55", "ips": ["10.1.1.9/24"], "portMappings": [{"hostPort": 80}]}
 
 
+async def test_a_list_without_cni_version_gives_its_plugins_an_empty_one() -> None:
+    # libcni's buildOneConfig injects the list's version, "" here; skel reads it as 0.1.0.
+    conf = NetConfList.parse('{"name": "n", "plugins": [{"type": "a"}, {"type": "b"}]}')
+    fake = FakeExec({"a": lambda call: {"ip4": {"ip": "10.1.1.2/24"}}, "b": None})
+    got = await add_network_list(conf, runtime(), executor=fake)
+    assert [c.conf["cniVersion"] for c in fake.calls] == ["", ""]
+    assert fake.calls[1].conf["prevResult"]["ip4"]["ip"] == "10.1.1.2/24"
+    assert got.cni_version == "0.1.0" and got.ips[0].address == "10.1.1.2/24"
+
+
 async def test_runtime_config_only_for_declared_capabilities() -> None:
     fake = FakeExec({"macvlan": lambda call: result(), "tuning": None, "portmap": None})
     await add_network_list(parse_network(CALICO_LIKE), runtime(capability_args=CAPS), executor=fake)

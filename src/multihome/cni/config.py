@@ -223,12 +223,29 @@ def _true_capabilities(obj: RawObject, what: str) -> frozenset[str]:
     return frozenset(k for k, v in caps.items() if v)
 
 
+#: The version libcni's plugins read a configuration without ``cniVersion`` as
+#: (``create.DecodeVersion``): libcni loads such files and passes ``"cniVersion": ""``.
+ASSUMED_VERSION = "0.1.0"
+
+
+def _optional_version(raw: RawObject, what: str) -> None:
+    """``cniVersion`` may be missing or empty (libcni loads that); if set it is a version."""
+    version = raw.get("cniVersion")
+    if version is None or version == "":
+        return
+    if not isinstance(version, str):
+        _require_str(raw, "cniVersion", what)
+    versions.parse(version)
+
+
 @dataclass(frozen=True)
 class NetConf:
     """One plugin's configuration (a ``.conf`` file, or one entry of ``plugins``).
 
     Inside a list, ``name`` and ``cniVersion`` come from the list and are
-    injected when the plugin runs, so they may be missing here.
+    injected when the plugin runs, so they may be missing here.  A single
+    configuration may lack ``cniVersion`` too, as libcni allows (see
+    `NetConfList.cni_version`).
     """
 
     raw: RawObject
@@ -239,9 +256,7 @@ class NetConf:
         raw = data if isinstance(data, RawObject) else _parse_object(data, what)
         _require_str(raw, "type", what)
         _require_str(raw, "name", what, required=not in_list)
-        cni_version = _require_str(raw, "cniVersion", what, required=not in_list)
-        if cni_version:
-            versions.parse(cni_version)
+        _optional_version(raw, what)
         _true_capabilities(raw, what)
         for key in ("ipam", "dns", "args", "runtimeConfig"):
             if key in raw and not isinstance(raw.get(key), dict):
@@ -291,7 +306,7 @@ class NetConfList:
         what = "network configuration list"
         raw = data if isinstance(data, RawObject) else _parse_object(data, what)
         _require_str(raw, "name", what)
-        versions.parse(_require_str(raw, "cniVersion", what))
+        _optional_version(raw, what)
         if "cniVersions" in raw:
             listed = raw.get("cniVersions")
             if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
@@ -339,14 +354,21 @@ class NetConfList:
         """The version to run the chain with.
 
         From 1.1.0 a list may name several versions in ``cniVersions``; the
-        highest one multihome supports wins, as in libcni.
+        highest one multihome supports wins, as in libcni.  Without any, the
+        plugins get ``"cniVersion": ""`` (`declared_version`), which they
+        read as 0.1.0: results, prevResult and the CHECK/GC gates use that.
         """
+        return self.declared_version or ASSUMED_VERSION
+
+    @property
+    def declared_version(self) -> str:
+        """The version the configuration names, "" when it names none (what libcni injects)."""
         listed = self.raw.get("cniVersions")
         if isinstance(listed, list):
             known = [v for v in listed if v in versions.ALL]
             if known:
                 return str(max(known, key=versions.parse))
-        return str(self.raw.get("cniVersion"))
+        return str(self.raw.get("cniVersion") or "")
 
     def _flag(self, key: str) -> bool:
         value = self.raw.get(key)

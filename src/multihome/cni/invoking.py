@@ -125,7 +125,8 @@ def build_plugin_conf(
     there are none.
     """
     cni_version = conf_list.cni_version
-    updates: dict[str, Any] = {"name": conf_list.name, "cniVersion": cni_version}
+    # A list without a version gets "" as in libcni; the plugin reads that as 0.1.0.
+    updates: dict[str, Any] = {"name": conf_list.name, "cniVersion": conf_list.declared_version}
     if prev_result is not None:
         updates["prevResult"] = RawJSON(prev_result.to_json(cni_version))
     granted = plugin.capabilities

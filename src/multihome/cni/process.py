@@ -109,6 +109,10 @@ class GroupWatcher(Protocol):
     def ended(self, pgid: int) -> None: ...
 
 
+class ExecFailure(CNIError):
+    """The plugin file exists but could not be started (mode, format, interpreter)."""
+
+
 class SubprocessExec:
     """Plugins as child processes, each in its own process group.
 
@@ -188,7 +192,7 @@ class SubprocessExec:
                     ) from err
                 # Not executable, not a binary of this machine, a missing
                 # interpreter: the same every time, so never "try again".
-                raise CNIError(
+                raise ExecFailure(
                     Code.INVALID_NETWORK_CONFIG,
                     f"failed to execute plugin {quote(path)}: {err.strerror or err}",
                     "the plugin file exists but cannot be executed; check its mode and format",

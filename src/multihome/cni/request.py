@@ -170,8 +170,10 @@ def parse_args(text: str) -> tuple[tuple[str, str], ...]:
     """``K=V;K=V`` as ordered pairs, as libcni's ``LoadArgs`` reads it.
 
     A pair is exactly one ``KEY=VALUE``: a value holding ``=`` is refused
-    here, because the plugins behind us parse CNI_ARGS with ``LoadArgs`` and
-    would refuse it later with a vaguer message.  Empty segments (a trailing
+    here, as upstream refuses it (Multus reads CNI_ARGS with libcni's
+    ``LoadArgs``, thin and thick, which splits on every ``=``: "ARGS: invalid
+    pair"), and as the plugins behind us would refuse it later, after other
+    networks were attached.  Empty segments (a trailing
     ``;``) are skipped: they carry nothing and are harmless.
     """
     pairs = []

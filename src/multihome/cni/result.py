@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NoReturn
@@ -44,6 +45,8 @@ _FORMS: dict[str, _Form] = {
 
 # Go decodes these fields into `int`: anything outside int64 fails to decode.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+log = logging.getLogger(__name__)
 
 
 def _family_of(address: str) -> int:
@@ -157,11 +160,11 @@ class Result:
                 ipc = _obj(obj.get(key), key)
                 if ipc is None:
                     continue
-                ips.append(
-                    IPConfig(
-                        _cidr(ipc.get("ip"), f"{key}.ip"), _ip(ipc.get("gateway"), f"{key}.gateway")
-                    )
-                )
+                gateway = _ip(ipc.get("gateway"), f"{key}.gateway")
+                if ipc.get("ip") is None:
+                    _dropped(key, "ip", ipc)
+                else:
+                    ips.append(IPConfig(_cidr(ipc.get("ip"), f"{key}.ip"), gateway))
                 routes.extend(_parse_routes(ipc.get("routes"), f"{key}.routes"))
             return cls(cni_version, (), tuple(ips), tuple(routes), dns)
         interfaces = tuple(
@@ -169,8 +172,9 @@ class Result:
             for i, item in enumerate(_list(obj.get("interfaces"), "interfaces"))
         )
         parsed_ips = tuple(
-            _parse_ipconfig(item, f"ips[{i}]", form)
+            ip
             for i, item in enumerate(_list(obj.get("ips"), "ips"))
+            if (ip := _parse_ipconfig(item, f"ips[{i}]", form)) is not None
         )
         return cls(
             cni_version, interfaces, parsed_ips, _parse_routes(obj.get("routes"), "routes"), dns
@@ -351,9 +355,14 @@ def _route_dict(route: Route) -> dict[str, Any]:
 # -- decoding ------------------------------------------------------------
 #
 # Go's encoding/json semantics, field by field: a JSON null leaves a field at
-# its zero value, except for an address (types.IPNet), whose UnmarshalJSON
-# rejects it.  multihome also requires the addresses that Go would leave as a
-# zero value when the key is missing (it would print them as "<nil>").
+# its zero value, a value of the wrong type fails.  libcni also takes a route
+# without ``dst``, an IP without ``address`` and a null list element, keeping
+# a zero address that it prints as "<nil>" (which the next plugin of a chain
+# then cannot parse).  multihome takes them too, as libcni does, but drops
+# the route or address that names none, with a warning: nothing can be
+# configured from it, and passing "<nil>" on would break the chain.  Entries
+# of ``interfaces`` are kept whatever they hold: ``ips`` point into that list
+# by index.
 
 
 def _decode(data: str | bytes | bytearray) -> Any:
@@ -474,17 +483,23 @@ def _parse_dns(value: Any) -> DNS:
     )
 
 
+def _dropped(where: str, what: str, item: Any) -> None:
+    log.warning("ignoring %s of a CNI result: it has no %s: %s", where, what, _show(item))
+
+
 def _parse_routes(value: Any, path: str) -> tuple[Route, ...]:
     routes: list[Route] = []
     for i, item in enumerate(_list(value, path)):
         where = f"{path}[{i}]"
-        obj = _obj(item, where)
-        if obj is None:
-            _invalid(where, item, "a route object with a dst")
+        obj = _obj(item, where) or {}
+        gw = _ip(obj.get("gw"), f"{where}.gw")
+        if obj.get("dst") is None:
+            _dropped(where, "dst", item)
+            continue
         routes.append(
             Route(
                 dst=_cidr(obj.get("dst"), f"{where}.dst"),
-                gw=_ip(obj.get("gw"), f"{where}.gw"),
+                gw=gw,
                 # Go ints with omitempty: a 0 is the same as no value.
                 mtu=_int(obj.get("mtu"), f"{where}.mtu") or None,
                 advmss=_int(obj.get("advmss"), f"{where}.advmss") or None,
@@ -497,9 +512,7 @@ def _parse_routes(value: Any, path: str) -> tuple[Route, ...]:
 
 
 def _parse_interface(value: Any, path: str, form: _Form) -> Interface:
-    obj = _obj(value, path)
-    if obj is None:
-        _invalid(path, value, "an interface object with a name")
+    obj = _obj(value, path) or {}
     intf = Interface(
         name=_str(obj.get("name"), f"{path}.name"),
         mac=_str(obj.get("mac"), f"{path}.mac"),
@@ -515,10 +528,9 @@ def _parse_interface(value: Any, path: str, form: _Form) -> Interface:
     )
 
 
-def _parse_ipconfig(value: Any, path: str, form: _Form) -> IPConfig:
-    obj = _obj(value, path)
-    if obj is None:
-        _invalid(path, value, "an IP configuration object with an address")
+def _parse_ipconfig(value: Any, path: str, form: _Form) -> IPConfig | None:
+    """An entry of ``ips``; None (dropped, see above) when it has no address."""
+    obj = _obj(value, path) or {}
     if form == "040":
         # Decoded as a string by libcni; the model derives the family from the address.
         _str(obj.get("version"), f"{path}.version")
@@ -526,8 +538,12 @@ def _parse_ipconfig(value: Any, path: str, form: _Form) -> IPConfig:
     if index is not None and index < 0:
         # The spec says uint; Go's *int would take it, Python's indexing would misread it.
         _invalid(f"{path}.interface", index, "a non-negative index into interfaces")
+    gateway = _ip(obj.get("gateway"), f"{path}.gateway")
+    if obj.get("address") is None:
+        _dropped(path, "address", value)
+        return None
     return IPConfig(
         address=_cidr(obj.get("address"), f"{path}.address"),
-        gateway=_ip(obj.get("gateway"), f"{path}.gateway"),
+        gateway=gateway,
         interface=index,
     )

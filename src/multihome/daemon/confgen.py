@@ -76,6 +76,9 @@ from .install import replace_file
 log = logging.getLogger(__name__)
 
 FILE_NAME = "00-multihome.conf"
+#: ``cniConfigFormat`` (multihome only): which file to write.  podman reads only
+#: ``.conflist`` files; containerd and CRI-O read both.
+FORMATS = {"conf": FILE_NAME, "conflist": "00-multihome.conflist"}
 SHIM_TYPE = "multihome-shim"
 DEFAULT_NETWORK_NAME = "multus-cni-network"
 DEFAULT_CNI_CONFIG_DIR = "/etc/cni/net.d"
@@ -119,6 +122,7 @@ _OWN: dict[str, str] = {
     "readinessindicatorfile": _STR,
     "cleanupConfigOnExit": _BOOL,
     "capabilities": _OBJECT,
+    "cniConfigFormat": _STR,
 }
 _EXPECTED = {
     _STR: "a string",
@@ -165,6 +169,15 @@ class Settings:
     capabilities: frozenset[str] = frozenset()
     #: Members copied into our file, in a fixed order.
     copied: Mapping[str, Any] = field(default_factory=dict)
+    #: Write a configuration list (``cniConfigFormat: conflist``) instead of a single one.
+    conflist: bool = False
+
+    @property
+    def file_name(self) -> str:
+        """Our file's name: the copied file's, else ``00-multihome.conf`` or ``.conflist``."""
+        if self.copy_file:
+            return posixpath.basename(self.copy_file)
+        return FORMATS["conflist" if self.conflist else "conf"]
 
     @classmethod
     def from_daemon_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -189,6 +202,14 @@ class Settings:
                 f"invalid daemon configuration: 'capabilities' is {json.dumps(caps)}",
                 "'capabilities' must map capability names to true or false",
             )
+        config_format = values.get("cniConfigFormat") or "conf"
+        if config_format not in FORMATS:
+            raise CNIError(
+                Code.INVALID_NETWORK_CONFIG,
+                f"invalid daemon configuration: 'cniConfigFormat' is {json.dumps(config_format)}",
+                '\'cniConfigFormat\' must be "conf" (00-multihome.conf) or "conflist" '
+                "(00-multihome.conflist, for runtimes such as podman that read only lists)",
+            )
         conf_dir = values.get("cniConfigDir") or DEFAULT_CNI_CONFIG_DIR
         copy_file = values.get("multusConfigFile", "auto")
         version = values.get("cniVersion", "")
@@ -206,6 +227,7 @@ class Settings:
             cleanup_on_exit=values.get("cleanupConfigOnExit", False),
             capabilities=frozenset(k for k, v in caps.items() if v),
             copied={k: values[k] for k in _COPIED if k in values},
+            conflist=config_format == "conflist",
         )
 
 
@@ -291,7 +313,10 @@ def generate(
     ours = settings.cni_version
     if not ours:
         try:
-            ours = versions.check_supported(theirs, f"cniVersion of {primary_path}")
+            # A primary without cniVersion runs as 0.1.0; the runtime should not get that.
+            ours = versions.check_supported(
+                network.declared_version, f"cniVersion of {primary_path}"
+            )
         except CNIError as err:
             raise CNIError(
                 err.code, err.msg, "set cniVersion in the daemon configuration; " + err.details
@@ -319,6 +344,11 @@ def generate(
     if capabilities:
         out["capabilities"] = dict.fromkeys(capabilities, True)
     out.update(settings.copied)
+    if settings.conflist:
+        # The runtime injects the list's name and cniVersion into the plugin's
+        # stdin, so the shim and the daemon read the same keys as from a .conf.
+        plugin = {k: v for k, v in out.items() if k not in ("cniVersion", "name")}
+        out = {"cniVersion": out["cniVersion"], "name": out["name"], "plugins": [plugin]}
     return json.dumps(out, indent=2) + "\n"
 
 
@@ -360,9 +390,8 @@ class ConfigManager:
             raise ValueError(f"the poll interval must be > 0 seconds, not {interval!r}")
         self.interval = interval
         self._sleep = sleep
-        name = posixpath.basename(self.settings.copy_file) if self.settings.copy_file else FILE_NAME
         #: Our file.
-        self.path = posixpath.join(self.settings.conf_dir, name)
+        self.path = posixpath.join(self.settings.conf_dir, self.settings.file_name)
         if self.settings.master:
             master = posixpath.join(self.settings.autoconfig_dir, self.settings.master.lstrip("/"))
             if posixpath.normpath(master) == posixpath.normpath(self.path):
@@ -487,6 +516,25 @@ class ConfigManager:
             self._write_problem = ""
         except OSError as err:
             self._write_problem = f"failed to write {self.path}: {err.strerror or err}"
+            return
+        self._remove_other_format()
+
+    def _remove_other_format(self) -> None:
+        """Our file of the other format, left by an earlier setting, would still be read."""
+        if self.settings.copy_file:
+            return
+        for name in FORMATS.values():
+            other = posixpath.join(self.settings.conf_dir, name)
+            if other == self.path:
+                continue
+            try:
+                os.unlink(other)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                self._note(logging.ERROR, f"failed to remove {other}: {err.strerror or err}")
+                continue
+            self._note(logging.INFO, f"removed {other}: cniConfigFormat names {self.path}")
 
     def _current(self) -> Status:
         problem = self._write_problem or self._problem

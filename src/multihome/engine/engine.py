@@ -38,14 +38,16 @@ from multihome.cni.invoking import (
     del_network_list,
     gc_network_list,
     status_network_list,
+    version_info,
 )
-from multihome.cni.process import Exec, RuntimeConf, default_exec
+from multihome.cni.process import Exec, ExecFailure, RuntimeConf, default_exec
 from multihome.cni.request import Request
 from multihome.cni.result import Interface, IPConfig, Result
 from multihome.networks.attachment import Attachment, PodPlan, plan_pod, referenced_nads
 from multihome.networks.confdir import ConfFiles
 from multihome.networks.config import MultusConfig
 from multihome.networks.findings import Finding, errors, to_cni_error
+from multihome.networks.plugins import Probe, plugin_findings, plugin_types
 from multihome.networks.status import network_statuses, serialise
 from multihome.networks.validation import compare_requested
 
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 
 #: Upstream waits this long for the readiness indicator file on ADD.
 READINESS_WAIT = 45.0
+#: How long a plugin may take to answer VERSION before the ADD goes on without it.
+PROBE_TIMEOUT = 5.0
 # Codes of DEL errors worth returning: the runtime retries DEL, and a retry
 # can only help when the failure was transient.
 _RETRYABLE = {Code.TRY_AGAIN_LATER, Code.IO_FAILURE}
@@ -213,6 +217,7 @@ class Engine:
 
         pod = await self._pod(source, request)
         plan, findings = await self._plan(source, config, request, pod)
+        findings += await self._check_plugins(plan, config, request)
         for item in findings:
             if item.severity != "error":
                 log.info("%s/%s: %s", plan.namespace, plan.name, item)
@@ -303,6 +308,33 @@ class Engine:
             files=self.files,
         )
 
+    async def _check_plugins(
+        self, plan: PodPlan, config: MultusConfig, request: Request
+    ) -> list[Finding]:
+        """Every plugin of every network is installed and speaks its network's version."""
+        cni_path = (config.bin_dir, *request.path)
+        types = plugin_types(plan.attachments)
+        found = await asyncio.gather(*(self._probe(t, cni_path) for t in types))
+        return plugin_findings(
+            plan.attachments, dict(zip(types, found, strict=True)), cni_path=cni_path
+        )
+
+    async def _probe(self, plugin_type: str, cni_path: Sequence[str]) -> Probe:
+        try:
+            path = self.executor.find(plugin_type, cni_path)
+        except CNIError:
+            return Probe()
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                info = await version_info(plugin_type, cni_path=cni_path, executor=self.executor)
+        except ExecFailure as err:
+            return Probe(path, problem=err.msg, executable=False)
+        except CNIError as err:
+            return Probe(path, problem=err.msg)
+        except TimeoutError:
+            return Probe(path, problem=f"no answer within {PROBE_TIMEOUT:g} s")
+        return Probe(path, info)
+
     async def _add_all(
         self,
         plan: PodPlan,
@@ -336,7 +368,7 @@ class Engine:
             done = await asyncio.gather(*(gated(i) for i in rest), return_exceptions=True)
             failures = [d for d in done if isinstance(d, BaseException)]
             if failures:
-                raise failures[0]
+                raise _all_failed(plan, failures)
         else:
             for index in rest:
                 await one(index)
@@ -829,6 +861,24 @@ def _not_applied(plan: PodPlan, attachment: Attachment, found: list[Finding]) ->
         Code.INVALID_NETWORK_CONFIG,
         f"{_where(plan, attachment)}: " + "; ".join(f.message for f in found),
         hint,
+    )
+
+
+def _all_failed(plan: PodPlan, failures: Sequence[BaseException]) -> BaseException:
+    """One error for delegates that failed side by side: every message, in annotation order.
+
+    Anything but a `CNIError` (a cancellation, a bug) wins as it is; the code
+    is the first failure's.
+    """
+    plain = [f for f in failures if not isinstance(f, CNIError)]
+    if plain or len(failures) == 1:
+        return plain[0] if plain else failures[0]
+    cni = [f for f in failures if isinstance(f, CNIError)]
+    pod = f"pod {plan.namespace}/{plan.name}: "
+    messages = [e.msg.removeprefix(pod) for e in cni]
+    details = "; ".join(dict.fromkeys(e.details for e in cni if e.details))
+    return CNIError(
+        cni[0].code, f"{pod}{len(cni)} networks failed: " + "; ".join(messages), details
     )
 
 

@@ -217,7 +217,7 @@ def plan_pod(
     uid = k8s.uid or pod_uid
     lookup = _Resolver(config, nads, files, findings)
 
-    pending = [lookup.cluster_network(annotations)]
+    pending = [lookup.cluster_network(annotations, namespace)]
     if config.delegates and not config.cluster_network:
         pending += [_Pending(n.source, n) for n in config.delegates[1:]]
     elif namespace not in config.system_namespaces:
@@ -293,7 +293,7 @@ class _Resolver:
         self.files = files
         self.findings = findings
 
-    def cluster_network(self, annotations: Mapping[str, Any]) -> _Pending:
+    def cluster_network(self, annotations: Mapping[str, Any], pod_namespace: str) -> _Pending:
         config = self.config
         value = annotations.get(DEFAULT_NETWORK_ANNOTATION)
         if value is not None:
@@ -311,7 +311,9 @@ class _Resolver:
                 )
             if selections:
                 selection = selections[0]
-                network = self.lookup(selection)
+                # The multus namespace holds the networks the admin offers as a
+                # replacement cluster network: isolation lets pods name those too.
+                network = self.selected(selection, pod_namespace, also=config.multus_namespace)
                 return _Pending(
                     selection.path, network, selection, is_default=True, ifname=selection.interface
                 )
@@ -335,13 +337,17 @@ class _Resolver:
         self.findings.extend(found)
         return network
 
-    def selected(self, selection: NetworkSelection, pod_namespace: str) -> Network | None:
+    def selected(
+        self, selection: NetworkSelection, pod_namespace: str, *, also: str = ""
+    ) -> Network | None:
+        """The network a pod's annotation selects, if namespace isolation allows it."""
         config = self.config
         if config.namespace_isolation:
+            allowed = config.global_namespaces + ((also,) if also else ())
             problem = isolation_problem(
                 pod_namespace=pod_namespace,
                 target_namespace=selection.namespace,
-                global_namespaces=config.global_namespaces,
+                global_namespaces=allowed,
             )
             if problem:
                 self.findings.add("namespace-isolation", f"{selection.path}.namespace", problem)

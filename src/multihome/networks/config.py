@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from multihome.cni import version as versions
-from multihome.cni.config import RawObject
+from multihome.cni.config import ASSUMED_VERSION, RawObject
 from multihome.cni.errors import CNIError, Code
 
 from . import gojson
@@ -170,7 +170,8 @@ class MultusConfig:
                 _bad("maxParallelDelegates", limit, "an integer >= 0 (0: no limit)")
             kwargs["max_parallel_delegates"] = limit
         if "delegates" in values:
-            kwargs["delegates"] = _delegates(raw, written.get("delegates", "delegates"))
+            kwargs["delegates"], warnings = _delegates(raw, written.get("delegates", "delegates"))
+            notices.extend(warnings)
 
         for key, reason in DEAD_KEYS.items():
             if key in values:
@@ -193,7 +194,18 @@ class MultusConfig:
                 'set "name", e.g. "multus-cni-network"',
             )
         cni_version = kwargs.get("cni_version", "")
-        versions.check_supported(cni_version or "", "cniVersion of the multus configuration")
+        if not cni_version:
+            # skel reads a missing version as 0.1.0: the runtime then gets 0.1.0 results.
+            kwargs["cni_version"] = cni_version = ASSUMED_VERSION
+            notices.append(
+                finding(
+                    "cni-version-assumed",
+                    "cniVersion",
+                    f"the multus configuration has no cniVersion: version {cni_version} is "
+                    "assumed, and the runtime gets results in it",
+                )
+            )
+        versions.check_supported(cni_version, "cniVersion of the multus configuration")
         if not kwargs.get("cluster_network") and not kwargs.get("delegates"):
             raise CNIError(
                 Code.INVALID_NETWORK_CONFIG,
@@ -279,11 +291,13 @@ def _capabilities(value: Any) -> dict[str, bool]:
     return dict(value)
 
 
-def _delegates(raw: RawObject, key: str) -> tuple[Network, ...]:
+def _delegates(raw: RawObject, key: str) -> tuple[tuple[Network, ...], list[Finding]]:
+    """The inline delegates, and the warnings about them (e.g. no cniVersion)."""
     value = raw.get(key)
     if not isinstance(value, list):
         _bad("delegates", value, "a list of CNI configurations")
     out = []
+    warnings: list[Finding] = []
     for index, text in enumerate(raw.array_items_text(key)):
         path = f"delegates[{index}]"
         # A delegate needs a name of its own: there is no NAD to take one from.
@@ -297,5 +311,6 @@ def _delegates(raw: RawObject, key: str) -> tuple[Network, ...]:
                 f"{first.message}",
                 first.hint,
             )
+        warnings.extend(problems)
         out.append(Network(conf.name, conf, is_list, source=path))
-    return tuple(out)
+    return tuple(out), warnings

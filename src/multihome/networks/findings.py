@@ -336,10 +336,46 @@ RULES: dict[str, Rule] = _rules(
         Code.INCOMPATIBLE_VERSION,
     ),
     Rule(
+        "cni-version-assumed",
+        "warning",
+        'the configuration has no cniVersion; its plugins get "cniVersion": "" and '
+        "read it as 0.1.0, as with libcni and Multus",
+        'set cniVersion to the version the plugins speak, e.g. "1.0.0" (0.1.0 results list '
+        "no interfaces, and CHECK needs 0.4.0)",
+    ),
+    Rule(
         "conf-file-invalid",
         "warning",
         "a file in the CNI config directory does not parse",
         "fix or remove the file; it is skipped",
+    ),
+    # -- the plugins on this node (before any plugin runs) ------------------------
+    Rule(
+        "plugin-not-found",
+        "error",
+        "a plugin (or IPAM) type of a network is not installed in the CNI bin dirs",
+        "install the plugin binary on this node (binDir or the runtime's CNI_PATH), or fix "
+        "the type",
+    ),
+    Rule(
+        "plugin-not-executable",
+        "error",
+        "a plugin binary exists but cannot be executed",
+        "make the file executable and check that it is a binary for this machine",
+        Code.IO_FAILURE,
+    ),
+    Rule(
+        "plugin-version-unsupported",
+        "error",
+        "a plugin does not support the cniVersion of the network it is in",
+        "set the network's cniVersion to one the plugin lists, or upgrade the plugin",
+        Code.INCOMPATIBLE_VERSION,
+    ),
+    Rule(
+        "plugin-version-unknown",
+        "warning",
+        "a plugin did not answer VERSION (it failed, printed garbage or took too long)",
+        "check the plugin by hand: CNI_COMMAND=VERSION <plugin> < /dev/null",
     ),
     # -- the multus configuration ------------------------------------------------
     Rule(

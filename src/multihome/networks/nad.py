@@ -74,6 +74,12 @@ def check_conf(conf: NetConfList, *, is_list: bool, path: str) -> list[Finding]:
     binary (design.md), and libcni would look a path up anyway.
     """
     findings = Findings()
+    if not conf.declared_version:
+        findings.add(
+            "cni-version-assumed",
+            f"{path}.cniVersion",
+            f"network {conf.name!r} has no cniVersion: version {conf.cni_version} is assumed",
+        )
     if conf.cni_version not in versions.ALL:
         findings.add(
             "cni-version-unsupported",

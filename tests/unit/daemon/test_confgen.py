@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from multihome.cni.config import NetConfList
 from multihome.cni.errors import CNIError, Code
+from multihome.cni.invoking import build_plugin_conf
 from multihome.daemon.confgen import (
     FILE_NAME,
     ConfigManager,
@@ -21,6 +23,7 @@ from multihome.daemon.confgen import (
     find_primary,
     generate,
 )
+from multihome.networks.config import MultusConfig
 
 CALICO = {
     "cniVersion": "1.0.0",
@@ -509,3 +512,41 @@ async def test_run_polls_with_the_injected_sleep_and_cleans_up_when_configured(
     assert seen == [False, True, True]
     assert not (netd / FILE_NAME).exists()
     assert sorted(os.listdir(netd)) == ["10-calico.conflist"]
+
+
+# -- cniConfigFormat: conflist (podman reads only lists) --
+
+
+def test_a_conflist_carries_the_same_keys_to_the_plugin(netd: Path) -> None:
+    primary = _write(netd / "10-calico.conflist", CALICO)
+    config = _daemon(netd, cniConfigFormat="conflist", daemonSocketDir="/run/x", binDir="/b")
+    conf = _daemon(netd, daemonSocketDir="/run/x", binDir="/b")
+    as_list = generate(config, primary_path=str(primary), primary=json.dumps(CALICO))
+    as_conf = json.loads(generate(conf, primary_path=str(primary), primary=json.dumps(CALICO)))
+
+    # What the runtime does with it: libcni's list loading and buildOneConfig.
+    network = NetConfList.parse(as_list)
+    assert (network.name, network.declared_version) == ("multus-cni-network", "1.0.0")
+    [plugin] = network.plugins
+    stdin = build_plugin_conf(network, plugin, capability_args={}, prev_result=None)
+    assert stdin.to_dict() == as_conf
+    multus = MultusConfig.parse(stdin.text)
+    assert (multus.cluster_network, multus.bin_dir) == (str(primary), "/b")
+
+
+def test_the_manager_writes_the_conflist_and_removes_the_conf(netd: Path) -> None:
+    _write(netd / "10-calico.conflist", CALICO)
+    ConfigManager(_daemon(netd)).poll_once()
+    assert (netd / FILE_NAME).exists()
+    manager = ConfigManager(_daemon(netd, cniConfigFormat="conflist"))
+    assert manager.poll_once().ready
+    assert manager.path == str(netd / "00-multihome.conflist")
+    assert _conf(netd / "00-multihome.conflist")["plugins"][0]["type"] == "multihome-shim"
+    assert not (netd / FILE_NAME).exists()  # the runtime would read it first
+
+
+def test_an_unknown_config_format_names_the_valid_ones() -> None:
+    with pytest.raises(CNIError) as caught:
+        Settings.from_daemon_config({"cniConfigFormat": "yaml"})
+    assert "'cniConfigFormat' is \"yaml\"" in caught.value.msg
+    assert '"conflist"' in caught.value.details

@@ -212,11 +212,21 @@ def test_default_network_naming_two_networks_is_an_error() -> None:
     assert by_code(findings, "default-network-multiple").path == "default-network"
 
 
-def test_default_network_is_not_subject_to_namespace_isolation() -> None:
+def test_namespace_isolation_covers_the_default_network_annotation() -> None:
+    # Upstream checks only the networks annotation: a pod could take another
+    # namespace's NAD as its eth0 through default-network.
     cfg = config(namespaceIsolation=True)
-    lookup = nads(nad("team", "alt", CLUSTER))
-    _, findings = plan(pod(default_network="team/alt"), cfg=cfg, lookup=lookup)
-    assert findings == []
+    lookup = nads(nad("team", "alt", CLUSTER), nad("kube-system", "alt", CLUSTER))
+    the_plan, findings = plan(pod(default_network="team/alt"), cfg=cfg, lookup=lookup)
+    finding = by_code(findings, "namespace-isolation")
+    assert finding.path == "default-network[0].namespace"
+    assert "'default'" in finding.message and "'team'" in finding.message
+    assert the_plan.attachments == ()
+    # The pod's own namespace, the global namespaces and the multus namespace
+    # (where a bare name resolves) stay reachable.
+    for value in ("alt", "kube-system/alt", "default/net-a"):
+        _, findings = plan(pod(default_network=value), cfg=cfg, lookup=lookup)
+        assert findings == [], value
 
 
 # -- NAD lookups and isolation ----------------------------------------------------------------

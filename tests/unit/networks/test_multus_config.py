@@ -161,15 +161,33 @@ def test_required_keys() -> None:
     with pytest.raises(CNIError) as err:
         MultusConfig.parse('{"cniVersion": "9.9.9", "name": "n", "clusterNetwork": "x"}')
     assert err.value.code == 1
-    with pytest.raises(CNIError) as err:
-        MultusConfig.parse('{"name": "n", "clusterNetwork": "x"}')
-    assert err.value.code == 1
+    # No cniVersion: skel (and so Multus) reads it as 0.1.0.
+    config = MultusConfig.parse('{"name": "n", "clusterNetwork": "x"}')
+    assert config.cni_version == "0.1.0"
+    assert [n.code for n in config.notices] == ["cni-version-assumed"]
     with pytest.raises(CNIError) as err:
         MultusConfig.parse('{"cniVersion": "0.3.1", "name": "n"}')
     assert err.value.code == 7 and "delegate/clusterNetwork" in err.value.msg
     with pytest.raises(CNIError) as err:
         MultusConfig.parse("{")
     assert err.value.code == 6
+
+
+def test_inline_delegates_without_cni_version_load_with_a_notice() -> None:
+    config = MultusConfig.parse(
+        '{"cniVersion": "0.3.1", "name": "m", "delegates": [{"name": "d", "type": "bridge"}]}'
+    )
+    assert config.delegates[0].conf.declared_version == ""
+    [notice] = config.notices
+    assert (notice.code, notice.path) == ("cni-version-assumed", "delegates[0].cniVersion")
+
+
+def test_a_delegate_without_name_is_refused_when_read() -> None:
+    # Upstream loads it and then fails every ADD in libcni ("missing network name", 7).
+    with pytest.raises(CNIError) as err:
+        MultusConfig.parse('{"cniVersion": "0.3.1", "name": "m", "delegates": [{"type": "b"}]}')
+    assert err.value.code == 7
+    assert "delegate 0" in err.value.msg and "'name'" in err.value.msg
 
 
 def test_inline_delegates_keep_their_bytes() -> None:

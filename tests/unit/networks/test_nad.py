@@ -54,6 +54,18 @@ def test_missing_name_is_filled_in_without_touching_other_bytes() -> None:
     assert network.conf.name == "a-bridge-network"
 
 
+def test_a_config_without_cni_version_is_loaded_with_a_warning() -> None:
+    for text in ('{"type": "x"}', '{"name": "n", "plugins": [{"type": "x"}]}'):
+        network, findings = load(nad("ns", "n", text))
+        assert network is not None, text
+        assert (network.conf.cni_version, network.conf.declared_version) == ("0.1.0", "")
+        finding = by_code(findings, "cni-version-assumed")
+        assert finding.path == "nad[ns/n].spec.config.cniVersion"
+        assert finding.severity == "warning" and "0.1.0" in finding.message
+    _, findings = load(nad("ns", "n", '{"cniVersion": "1.0.0", "type": "x"}'))
+    assert findings == []
+
+
 def test_empty_name_is_replaced_in_place() -> None:
     network, _ = load(nad("ns", "nad", '{"name": "", "cniVersion": "1.0.0", "type": "x"}'))
     assert network is not None
@@ -111,7 +123,6 @@ def test_config_given_as_an_object_is_read_with_a_warning() -> None:
         ('{"cniVersion": "1.0.0"}', "nad-config-invalid", "nad[ns/n].spec.config"),
         ('{"cniVersion": "1.0.0", "plugins": []}', "nad-config-invalid", "nad[ns/n].spec.config"),
         ('{"cniVersion": "1.0.0", "plugins": [{}]}', "nad-config-invalid", "nad[ns/n].spec.config"),
-        ('{"type": "x"}', "nad-config-invalid", "nad[ns/n].spec.config"),
         ('{"cniVersion": "one", "type": "x"}', "nad-config-invalid", "nad[ns/n].spec.config"),
         (
             '{"cniVersion": "1.0.0", "type": "x", "args": 5}',
@@ -424,3 +435,19 @@ def test_parse_config_text_reports_is_list() -> None:
         path="p",
     )
     assert conf is not None and is_list and findings == []
+
+
+def test_a_conflist_in_a_conf_file_is_read_as_a_list() -> None:
+    # compatibility.md: upstream reads clusterNetwork "x.conf" as a single config and fails.
+    text = '{"cniVersion": "1.0.0", "name": "pods", "plugins": [{"type": "bridge"}]}'
+    files = FileSnapshot({"/etc/cni/net.d/10-pods.conf": text})
+    network, findings = resolve_network(
+        "/etc/cni/net.d/10-pods.conf",
+        namespace="kube-system",
+        nads=Nads(),
+        files=files,
+        conf_dir="/etc/cni/multus/net.d",
+        path="clusterNetwork",
+    )
+    assert findings == []
+    assert network is not None and network.is_list and network.conf.name == "pods"

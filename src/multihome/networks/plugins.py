@@ -1,0 +1,96 @@
+"""Are the plugins a pod's networks name installed, and do they speak the networks' version?
+
+Before any plugin runs, the engine looks every plugin type (and IPAM type)
+of every attachment up in the bin dirs and asks each binary VERSION once
+(cached per binary and mtime); this module turns what it learnt, a `Probe`
+per type, into findings.  So a NAD naming a plugin that is not installed
+stops the ADD before any network is attached, with every such problem in
+one error, instead of failing half-way and rolling back.  libcni has the
+same check (``ValidateNetworkList``) but runtimes do not call it before ADD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from multihome.cni.output import PluginInfo
+
+from .attachment import Attachment
+from .findings import Finding, Findings
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the bin dirs said about one plugin type."""
+
+    #: The binary libcni would run; "" when no bin dir has it.
+    path: str = ""
+    #: Its VERSION answer; None when it could not be asked (see `problem`).
+    info: PluginInfo | None = None
+    #: Why it could not be asked: it cannot be executed, or VERSION failed.
+    problem: str = ""
+    #: False when the file exists but exec fails (mode, format, interpreter).
+    executable: bool = True
+
+
+@dataclass(frozen=True)
+class _Use:
+    """One place a plugin type is used: which network, at which path, in which version."""
+
+    plugin_type: str
+    network: str
+    path: str
+    cni_version: str
+
+
+def _uses(attachments: Iterable[Attachment]) -> list[_Use]:
+    out = []
+    for attachment in attachments:
+        source = attachment.network.source or attachment.path
+        base = f"{source}.spec.config" if source.startswith("nad[") else source
+        conf = attachment.conf
+        for index, plugin in enumerate(conf.plugins):
+            where = f"{base}.plugins[{index}]" if attachment.is_list else base
+            out.append(_Use(plugin.type, attachment.name, f"{where}.type", conf.cni_version))
+            if plugin.ipam_type:
+                out.append(
+                    _Use(plugin.ipam_type, attachment.name, f"{where}.ipam.type", conf.cni_version)
+                )
+    return out
+
+
+def plugin_types(attachments: Iterable[Attachment]) -> list[str]:
+    """Every plugin and IPAM type the attachments use, each once, in order."""
+    return list(dict.fromkeys(use.plugin_type for use in _uses(attachments)))
+
+
+def plugin_findings(
+    attachments: Sequence[Attachment], probes: Mapping[str, Probe], *, cni_path: Sequence[str]
+) -> list[Finding]:
+    """Every problem with the plugins the attachments would run (types without a probe pass)."""
+    findings = Findings()
+    dirs = " ".join(p for p in cni_path if p)
+    for use in _uses(attachments):
+        probe = probes.get(use.plugin_type)
+        if probe is None:
+            continue
+        what = f"plugin {use.plugin_type!r} of network {use.network!r}"
+        if not probe.path:
+            findings.add("plugin-not-found", use.path, f"{what} is not installed in [{dirs}]")
+        elif not probe.executable:
+            findings.add("plugin-not-executable", use.path, f"{what}: {probe.problem}")
+        elif probe.info is None:
+            findings.add(
+                "plugin-version-unknown",
+                use.path,
+                f"{what} did not answer VERSION ({probe.problem}); it is run anyway",
+            )
+        elif not probe.info.supports(use.cni_version):
+            findings.add(
+                "plugin-version-unsupported",
+                use.path,
+                f"{what} ({probe.path}) supports CNI versions "
+                f"{', '.join(probe.info.supported_versions)}, not the network's {use.cni_version}",
+            )
+    return findings.as_list()
