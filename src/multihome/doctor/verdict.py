@@ -151,6 +151,8 @@ def decide(ev: Evidence) -> Verdict:
                 f"set rp_filter=2 with a tuning sysctl on this NAD "
                 f"(net.ipv4.conf.{nic}.rp_filter), or add a route for {_net(t)} via {nic}",
             )
+        if probe.conntrack_invalid:
+            return _r3(ev, probe)
         return Verdict(
             "R2",
             f"replies reach {nic} but the pod's stack drops them (rp_filter="
