@@ -98,7 +98,9 @@ def status(socket_path: str | None, config_path: str, output: str) -> None:
 
 @cli.command()
 @click.argument("pod")
-@click.option("--network", help="The network to look at (NAD name or interface); default: the first.")
+@click.option(
+    "--network", help="The network to look at (NAD name or interface); default: the first."
+)
 @click.option("--target", help="The IPv4 address that does not answer; probed from the pod.")
 @click.option("--capture", default=3.0, show_default=True, help="Seconds to capture for.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
@@ -107,6 +109,7 @@ def status(socket_path: str | None, config_path: str, output: str) -> None:
 @click.option("--node-netns", help="The node's network namespace, when not run in it.")
 def diagnose(
     pod: str,
+    *,
     network: str | None,
     target: str | None,
     capture: float,

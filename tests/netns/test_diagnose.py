@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from multihome.doctor.diagnose import DiagnoseError, Report, diagnose
-from multihome.testing.lab import Lab, Netns
+from multihome.testing.lab import Lab
 from multihome.testing.lan import GATEWAY, PodOnLan
 
 pytestmark = pytest.mark.netns
@@ -98,8 +98,20 @@ def test_r2_the_pod_answers_via_eth0(lab: Lab) -> None:
     pod = world.netns["pod"]
     # A source rule (a half-done sbr) sends everything from net1's address to eth0.
     lab.run(pod, "ip", "rule", "add", "from", world.pod_ip, "lookup", "100", "prio", "100")
-    lab.run(pod, "ip", "route", "add", "default", "via", GATEWAY, "dev", "eth0", "onlink",
-            "table", "100")
+    lab.run(
+        pod,
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        GATEWAY,
+        "dev",
+        "eth0",
+        "onlink",
+        "table",
+        "100",
+    )
 
     report = run(world, world.device_ip)
 
@@ -221,7 +233,9 @@ def test_the_command_prints_the_verdict_first_and_json_with_the_same_structure(l
     ]  # fmt: skip
 
     text = subprocess.run(argv, capture_output=True, text=True, check=False)
-    as_json = subprocess.run([*argv, "--output", "json"], capture_output=True, text=True, check=False)
+    as_json = subprocess.run(
+        [*argv, "--output", "json"], capture_output=True, text=True, check=False
+    )
 
     assert text.returncode == as_json.returncode == 1, text.stderr + as_json.stderr
     assert text.stdout.startswith("R7: requests to 192.168.70.5 leave through eth0, not net1")

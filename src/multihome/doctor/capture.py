@@ -79,7 +79,7 @@ def arp_frame(src_mac: str, sender_ip: str, target_ip: str) -> bytes:
 def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -182,7 +182,7 @@ def _echo_socket(spec: Spec) -> socket.socket:
 
 
 def _echo_replies(spec: Spec, icmp: socket.socket) -> set[int]:
-    got = set()
+    got: set[int] = set()
     while True:
         try:
             data, (source, _) = icmp.recvfrom(65535)

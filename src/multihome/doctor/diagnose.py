@@ -87,10 +87,10 @@ def _plugin(attachment: CachedAttachment) -> dict[str, Any]:
         return {}
     plugins = conf.get("plugins") or [conf] if isinstance(conf, dict) else []
     plugins = [p for p in plugins if isinstance(p, dict)]
-    for plugin in plugins:
-        if "master" in plugin:
-            return plugin
-    return plugins[0] if plugins else {}
+    chosen: dict[str, Any] = next(
+        (p for p in plugins if "master" in p), plugins[0] if plugins else {}
+    )
+    return chosen
 
 
 def pick(record: CacheRecord, network: str | None) -> CachedAttachment:
@@ -110,9 +110,7 @@ def pick(record: CacheRecord, network: str | None) -> CachedAttachment:
 def _from_result(attachment: CachedAttachment) -> tuple[str, str]:
     result = attachment.result or {}
     interfaces = result.get("interfaces", [])
-    index = next(
-        (i for i, x in enumerate(interfaces) if x.get("name") == attachment.ifname), None
-    )
+    index = next((i for i, x in enumerate(interfaces) if x.get("name") == attachment.ifname), None)
     mac = interfaces[index].get("mac", "") if index is not None else ""
     for ip in result.get("ips", []):
         if ip.get("interface") == index and ":" not in ip.get("address", ":"):

@@ -1,4 +1,4 @@
-"""The static checks: routes, rp_filter, neighbours and links, in the pod's namespace and the node's.
+"""The static checks: routes, rp_filter, neighbours and links, in the pod and on the node.
 
 Like the engine (engine/podnet.py), it asks iproute2's ``ip -j`` inside a
 namespace through ``nsenter --net``: the commands an operator would type,

@@ -96,7 +96,9 @@ def run(
         assert node_side.stdout is not None and node_side.stdin is not None
         first = node_side.stdout.readline()
         if first.strip() != "ready":
-            raise ProbeError(f"the node capture did not start: {(first + node_side.stdout.read())[:200]!r}")
+            raise ProbeError(
+                f"the node capture did not start: {(first + node_side.stdout.read())[:200]!r}"
+            )
         pod_side = subprocess.run(
             _helper(pod_netns, spec),
             capture_output=True,

@@ -165,7 +165,7 @@ def decide(ev: Evidence) -> Verdict:
             "R7",
             f"requests to {t} leave through {dev}, not {nic}: the pod has no route for "
             f"{t} via {nic}",
-            f"add a route for {_net(t)} via {nic} (\"routes\" in the NAD's IPAM), "
+            f'add a route for {_net(t)} via {nic} ("routes" in the NAD\'s IPAM), '
             f"or use source-based routing (sbr)",
         )
     if _leaves_elsewhere(ev.route_from, nic):
@@ -238,9 +238,17 @@ def _nexthop(ev: Evidence) -> str:
 def checks(ev: Evidence) -> list[Check]:
     """Every check with its result, in the order an operator would run them."""
     out = [
-        Check("attachment", "info", f"{ev.network} as {ev.ifname} {ev.address} {ev.mac} "
-              f"({ev.plugin or '?'} on {ev.parent or '?'}, mode {ev.mode or 'default'})"),
-        Check("default route", "info", f"the pod's IPv4 default route is via {ev.default_dev or 'none'}"),
+        Check(
+            "attachment",
+            "info",
+            f"{ev.network} as {ev.ifname} {ev.address} {ev.mac} "
+            f"({ev.plugin or '?'} on {ev.parent or '?'}, mode {ev.mode or 'default'})",
+        ),
+        Check(
+            "default route",
+            "info",
+            f"the pod's IPv4 default route is via {ev.default_dev or 'none'}",
+        ),
     ]
     if ev.rp_filter == 1:
         rp_status: Status = "warn" if ev.reverse and ev.reverse.error else "ok"
@@ -273,6 +281,7 @@ def checks(ev: Evidence) -> list[Check]:
     ):
         if route is None:
             continue
+        status: Status
         if route.error:
             detail, status = route.error, "warn"
         else:
@@ -286,7 +295,8 @@ def checks(ev: Evidence) -> list[Check]:
         Check(
             "node address",
             "fail" if ev.node_owner else "ok",
-            f"{ev.target} is on the node's {ev.node_owner}" if ev.node_owner
+            f"{ev.target} is on the node's {ev.node_owner}"
+            if ev.node_owner
             else f"{ev.target} is not an address of the node",
         )
     )
@@ -314,14 +324,14 @@ def checks(ev: Evidence) -> list[Check]:
         Check(
             f"capture on {ev.parent}",
             "ok" if probe.parent.echo_replies else "warn",
-            _frames(probe.parent) + (
-                "; the next hop answers the parent's own MAC" if probe.parent_arp_answered else ""
-            ),
+            _frames(probe.parent)
+            + ("; the next hop answers the parent's own MAC" if probe.parent_arp_answered else ""),
         ),
         Check(
             "duplicate address",
             "fail" if probe.duplicates else "ok",
-            f"{ev.ip} also answered by {', '.join(probe.duplicates)}" if probe.duplicates
+            f"{ev.ip} also answered by {', '.join(probe.duplicates)}"
+            if probe.duplicates
             else f"no other MAC answers for {ev.ip}",
         ),
         Check(

@@ -57,12 +57,26 @@ class PodOnLan:
         lab.run(node, "ip", "route", "add", f"{POD_ETH0}/32", "dev", "calipod0")
         lab.run(node, "sysctl", "-qw", "net.ipv4.conf.calipod0.proxy_arp=1")
         if supports("vxlan"):
-            lab.run(node, "ip", "link", "add", "vxlan.calico", "type", "vxlan", "id", "4096",
-                    "dstport", "4789", "dev", "eth1")
+            lab.run(
+                node,
+                "ip",
+                "link",
+                "add",
+                "vxlan.calico",
+                "type",
+                "vxlan",
+                "id",
+                "4096",
+                "dstport",
+                "4789",
+                "dev",
+                "eth1",
+            )
             lab.run(node, "ip", "link", "set", "vxlan.calico", "up")
         # net1: a macvlan child of the node's eth1, moved into the pod.
-        lab.run(node, "ip", "link", "add", "mv0", "link", "eth1", "type", "macvlan",
-                "mode", "bridge")
+        lab.run(
+            node, "ip", "link", "add", "mv0", "link", "eth1", "type", "macvlan", "mode", "bridge"
+        )
         lab.run(node, "ip", "link", "set", "mv0", "netns", pod.name)
         lab.run(pod, "ip", "link", "set", "mv0", "name", "net1")
         lab.run(pod, "ip", "link", "set", "net1", "up")
@@ -126,7 +140,12 @@ class PodOnLan:
             attachments=[
                 CachedAttachment("cluster", "eth0", "{}", [], {}, primary=True, state="added"),
                 CachedAttachment(
-                    "default/lan", "net1", json.dumps(macvlan), [], {}, state="added",
+                    "default/lan",
+                    "net1",
+                    json.dumps(macvlan),
+                    [],
+                    {},
+                    state="added",
                     result=result,
                 ),
             ],
