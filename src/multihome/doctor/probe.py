@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from . import inspect
+from . import inspect, verdict
 from .capture import Spec
 from .verdict import Evidence, Frames, Probe
 
@@ -70,8 +70,7 @@ def run(
     ev: Evidence, pod_netns: str, node: str | None, *, seconds: float, echoes: int = 3
 ) -> tuple[Probe, dict[str, Any]]:
     """Probe ``ev.target`` from the pod's interface; the counts and the raw frames."""
-    route = ev.route_from if ev.route_from and ev.route_from.dev == ev.ifname else None
-    nexthop = route.gateway if route and route.gateway else ev.target
+    nexthop = verdict.nexthop(ev)
     spec = Spec(
         role="pod",
         ifname=ev.ifname,

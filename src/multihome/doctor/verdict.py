@@ -163,8 +163,7 @@ def decide(ev: Evidence) -> Verdict:
         dev = ev.route_plain.dev if ev.route_plain else ""
         return Verdict(
             "R7",
-            f"requests to {t} leave through {dev}, not {nic}: the pod has no route for "
-            f"{t} via {nic}",
+            f"requests to {t} leave through {dev}, not {nic} (no route for {t} via {nic})",
             f'add a route for {_net(t)} via {nic} ("routes" in the NAD\'s IPAM), '
             f"or use source-based routing (sbr)",
         )
@@ -191,7 +190,7 @@ def decide(ev: Evidence) -> Verdict:
         )
         return Verdict(
             "R1",
-            f"frames to {nic}'s MAC {ev.mac} never come back from {_nexthop(ev)}: {seen}",
+            f"frames to {nic}'s MAC {ev.mac} never come back from {nexthop(ev)}: {seen}",
             "allow the pod's MAC on the LAN (hypervisor: promiscuous mode, MAC changes "
             "and forged transmits; switch port security), or use ipvlan, which uses "
             f"the parent's MAC ({ev.parent or 'the parent'})",
@@ -208,7 +207,7 @@ def decide(ev: Evidence) -> Verdict:
             return _r3(ev, probe)
         return Verdict(
             "R6",
-            f"{_nexthop(ev)} answers ARP from {nic} but never answers the echo requests: "
+            f"{nexthop(ev)} answers ARP from {nic} but never answers the echo requests: "
             f"{t} has no route back to {subnet}",
             f"on {t} (or its gateway), add a route for {subnet} via the LAN, or give the "
             f"pod an address in {t}'s subnet; check the VLAN of {ev.parent or 'the parent'}",
@@ -230,9 +229,12 @@ def _net(target: str) -> str:
     return str(ipaddress.ip_network(f"{target}/24", strict=False))
 
 
-def _nexthop(ev: Evidence) -> str:
-    route = ev.route_from or ev.route_plain
-    return route.gateway if route and route.gateway else ev.target
+def nexthop(ev: Evidence) -> str:
+    """Whom the pod's interface asks for the target: its gateway on that interface, or itself."""
+    route = ev.route_from
+    if route and route.dev == ev.ifname and route.gateway:
+        return route.gateway
+    return ev.target
 
 
 def checks(ev: Evidence) -> list[Check]:
@@ -284,6 +286,11 @@ def checks(ev: Evidence) -> list[Check]:
         status: Status
         if route.error:
             detail, status = route.error, "warn"
+            if name.startswith("reverse"):
+                detail = (
+                    f"fails, so rp_filter={ev.rp_filter} drops what {ev.target} sends "
+                    f"to {ev.ifname} ({detail})"
+                )
         else:
             via = f" via {route.gateway}" if route.gateway else ""
             detail = f"dev {route.dev}{via}" + (f" src {route.src}" if route.src else "")
@@ -301,7 +308,7 @@ def checks(ev: Evidence) -> list[Check]:
         )
     )
     if ev.neighbour:
-        out.append(Check("neighbour", "info", f"{_nexthop(ev)} is {ev.neighbour} on {ev.ifname}"))
+        out.append(Check("neighbour", "info", f"{nexthop(ev)} is {ev.neighbour} on {ev.ifname}"))
     if ev.conntrack_invalid is None:
         out.append(Check("conntrack", "info", "no conntrack in the node's kernel"))
     probe = ev.probe

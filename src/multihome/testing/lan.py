@@ -17,6 +17,8 @@ in the format the engine writes, so `diagnose` finds the pod as on a node.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +75,19 @@ class PodOnLan:
                 "eth1",
             )
             lab.run(node, "ip", "link", "set", "vxlan.calico", "up")
+            # Calico's route to another node's pod block, through the overlay.
+            lab.run(
+                node,
+                "ip",
+                "route",
+                "add",
+                "10.244.2.0/26",
+                "via",
+                "10.244.2.0",
+                "dev",
+                "vxlan.calico",
+                "onlink",
+            )
         # net1: a macvlan child of the node's eth1, moved into the pod.
         lab.run(
             node, "ip", "link", "add", "mv0", "link", "eth1", "type", "macvlan", "mode", "bridge"
@@ -154,3 +169,61 @@ class PodOnLan:
 
     def sysctl(self, role: str, key: str, value: str) -> None:
         self.lab.run(self.netns[role], "sysctl", "-qw", f"{key}={value}")
+
+
+def add_router(world: PodOnLan, *, lan_host: int = 1, far: str = "192.168.70") -> str:
+    """A router on the LAN (``.1``) to a second subnet with a device at ``.5``; that device's IP."""
+    lab = world.lab
+    router, plc = lab.netns("router"), lab.netns("plc")
+    world.plug(router, "eth0", world.pod_ip_prefix(lan_host))
+    lab.veth(a=router, b=plc, a_name="eth1", b_name="eth0")
+    lab.address(router, "eth1", f"{far}.1/24")
+    lab.address(plc, "eth0", f"{far}.5/24")
+    lab.run(plc, "ip", "route", "add", "default", "via", f"{far}.1")
+    lab.run(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    world.netns.update(router=router, plc=plc)
+    return f"{far}.5"
+
+
+def _diagnose(world: PodOnLan, *argv: str) -> str:
+    shown = " ".join(["multihome", "diagnose", "default/web", *argv])
+    lab_only = ["--cache-dir", str(world.cache_dir), "--node-netns", world.netns["node"].path]
+    proc = subprocess.run(
+        [sys.executable, "-m", "multihome", "diagnose", "default/web", *argv, *lab_only],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return f"$ {shown}\n{proc.stdout}{proc.stderr}(exit {proc.returncode})\n"
+
+
+def story(capture: str = "2") -> list[str]:
+    """docs/diagnose.md's walk-through: each `multihome diagnose` run with its output."""
+    from .lab import lab
+
+    out = []
+    with lab() as the_lab:
+        world = PodOnLan(the_lab, node_host=10)
+        plc = add_router(world)
+        the_lab.run(world.netns["node"], "ip", "route", "add", "default", "via", world.ip(1))
+        world.sysctl("pod", "net.ipv4.conf.all.rp_filter", "1")
+        out.append(_diagnose(world, "--target", world.device_ip, "--capture", capture))
+        out.append(_diagnose(world, "--target", plc, "--capture", capture))
+        # The fix: what "routes" in the NAD's IPAM section puts into the pod.
+        the_lab.run(
+            world.netns["pod"],
+            "ip",
+            "route",
+            "add",
+            "192.168.70.0/24",
+            "via",
+            world.ip(1),
+            "dev",
+            "net1",
+        )
+        out.append(_diagnose(world, "--target", plc, "--capture", capture))
+    return out
+
+
+if __name__ == "__main__":
+    print("\n".join(story()))
