@@ -252,3 +252,18 @@ def test_a_missing_interface_is_a_clear_error(lab: Lab) -> None:
 
     with pytest.raises(DiagnoseError, match="net1 of default/lan is not in the pod's namespace"):
         run(world, world.device_ip)
+
+
+def test_the_walk_through_in_the_docs_is_what_the_tool_prints() -> None:
+    """docs/diagnose.md quotes the story's runs; each verdict there is today's verdict."""
+    from pathlib import Path
+
+    from multihome.testing.lan import story
+
+    doc = (Path(__file__).parents[2] / "docs" / "diagnose.md").read_text()
+    runs = story()
+
+    verdicts = [run.splitlines()[1] for run in runs]
+    assert [v.split(":")[0] for v in verdicts] == ["healthy", "R7", "healthy"]
+    for verdict in verdicts:
+        assert verdict in doc

@@ -149,7 +149,8 @@ def decide(ev: Evidence) -> Verdict:
                 f"replies reach {nic} and are dropped by rp_filter=1 because the reply "
                 f"route points at {via or 'another interface'}",
                 f"set rp_filter=2 with a tuning sysctl on this NAD "
-                f"(net.ipv4.conf.{nic}.rp_filter), or add a route for {_net(t)} via {nic}",
+                f"(net.ipv4.conf.{nic}.rp_filter), or add a route for {t}'s subnet "
+                f"(e.g. {_net(t)}) via {nic}",
             )
         if probe.conntrack_invalid:
             return _r3(ev, probe)
@@ -164,7 +165,8 @@ def decide(ev: Evidence) -> Verdict:
         return Verdict(
             "R7",
             f"requests to {t} leave through {dev}, not {nic} (no route for {t} via {nic})",
-            f'add a route for {_net(t)} via {nic} ("routes" in the NAD\'s IPAM), '
+            f"add a route for {t}'s subnet (e.g. {_net(t)}) via {nic} "
+            f'("routes" in the NAD\'s IPAM), '
             f"or use source-based routing (sbr)",
         )
     if _leaves_elsewhere(ev.route_from, nic):
@@ -184,13 +186,13 @@ def decide(ev: Evidence) -> Verdict:
         return Verdict("healthy", f"{t} answers {nic} ({probe.received}/{probe.sent})", "")
     if not probe.pod.arp_replies and not probe.parent.arp_replies:
         seen = (
-            "it answers the parent's own MAC, so the LAN filters the pod's MAC"
+            f"{nexthop(ev)} answers the parent's own MAC, so the LAN filters the pod's MAC"
             if probe.parent_arp_answered
             else "nothing answered the pod's MAC on the parent"
         )
         return Verdict(
             "R1",
-            f"frames to {nic}'s MAC {ev.mac} never come back from {nexthop(ev)}: {seen}",
+            f"no frame to {nic}'s MAC {ev.mac} comes back from {nexthop(ev)}: {seen}",
             "allow the pod's MAC on the LAN (hypervisor: promiscuous mode, MAC changes "
             "and forged transmits; switch port security), or use ipvlan, which uses "
             f"the parent's MAC ({ev.parent or 'the parent'})",
@@ -321,7 +323,8 @@ def checks(ev: Evidence) -> list[Check]:
         Check(
             "probe",
             "ok" if probe.received == probe.sent and probe.sent else "fail",
-            f"{probe.sent} echo requests from {ev.ip} on {ev.ifname}, {probe.received} replies",
+            f"{probe.sent} echo requests from {ev.ip} bound to {ev.ifname}, "
+            f"{probe.received} replies",
         ),
         Check(
             f"capture on {ev.ifname}",
