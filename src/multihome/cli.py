@@ -96,6 +96,60 @@ def status(socket_path: str | None, config_path: str, output: str) -> None:
     click.echo(render_table(info, listing), nl=False)
 
 
+@cli.command()
+@click.argument("pod")
+@click.option(
+    "--network", help="The network to look at (NAD name or interface); default: the first."
+)
+@click.option("--target", help="The IPv4 address that does not answer; probed from the pod.")
+@click.option("--capture", default=3.0, show_default=True, help="Seconds to capture for.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("--cache-dir", "cache_dirs", multiple=True, help="Attachment cache (repeatable).")
+@click.option("--socket", "socket_path", help="Ask this daemon for its cache directories.")
+@click.option("--node-netns", help="The node's network namespace, when not run in it.")
+def diagnose(
+    pod: str,
+    *,
+    network: str | None,
+    target: str | None,
+    capture: float,
+    output: str,
+    cache_dirs: tuple[str, ...],
+    socket_path: str | None,
+    node_netns: str | None,
+) -> None:
+    """Why replies on a pod's secondary interface never come back (run on the pod's node)."""
+    from .daemon import client
+    from .daemon.config import DEFAULT_SOCKET_DIR, DEFAULT_SOCKET_NAME
+    from .doctor.diagnose import DEFAULT_CACHE_DIR, DiagnoseError
+    from .doctor.diagnose import diagnose as run_diagnose
+
+    dirs = list(cache_dirs)
+    if not dirs:
+        try:
+            info = client.get_json(
+                socket_path or f"{DEFAULT_SOCKET_DIR}/{DEFAULT_SOCKET_NAME}", "/shim/v1/info"
+            )
+            dirs = list(info.get("cacheDirs") or [])
+        except client.DaemonUnavailable:
+            pass
+        dirs = dirs or [DEFAULT_CACHE_DIR]
+    try:
+        report = run_diagnose(
+            pod,
+            cache_dirs=dirs,
+            network=network,
+            target=target,
+            capture=capture,
+            node_netns=node_netns,
+        )
+    except DiagnoseError as err:
+        click.echo(f"multihome diagnose: {err}", err=True)
+        sys.exit(2)
+    click.echo(report.to_json() if output == "json" else report.render(), nl=output == "json")
+    sys.exit(0 if report.verdict.cause in ("healthy", "static-only") else 1)
+
+
 @cli.command("install", context_settings={"ignore_unknown_options": True}, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def install(args: tuple[str, ...]) -> None:
