@@ -255,6 +255,8 @@ class KubeSource:
             sleep=sleep,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        #: network-status writes under way (a metric: the API is slow to take them).
+        self.status_writes_pending = 0
 
     @property
     def requests(self) -> Counter[str]:
@@ -398,6 +400,7 @@ class KubeSource:
             meta["uid"] = _uid(pod)
         path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/status"
         what = f"failed to write network-status on pod {namespace}/{name}"
+        self.status_writes_pending += 1
         try:
             await self.client.patch(
                 path,
@@ -412,6 +415,8 @@ class KubeSource:
             raise _api_failure(what, err) from err
         except ApiUnreachable as err:
             raise _api_failure(what, err) from err
+        finally:
+            self.status_writes_pending -= 1
 
     async def emit_event(self, pod: Object, *, type: EventType, reason: str, message: str) -> None:
         """Queue the event; a background task sends it (never on the caller's path)."""

@@ -170,6 +170,19 @@ class Metrics:
             "CNI requests waiting for a free slot or for their container's previous request",
             registry=reg,
         )
+        self.status_writes_pending = Gauge(
+            "multihome_status_writes_pending",
+            "network-status writes to the Kubernetes API in progress (retries included)",
+            registry=reg,
+        )
+        self.ready = Gauge(
+            "multihome_ready", "1 while /readyz answers 200, else 0", registry=reg
+        )
+        self.events_pending = Gauge(
+            "multihome_events_pending",
+            "Kubernetes events queued and not yet sent",
+            registry=reg,
+        )
 
     # -- per request --------------------------------------------------------------------
 

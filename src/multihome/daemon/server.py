@@ -118,6 +118,13 @@ class Daemon:
         self.jobs = Jobs(limit=config.max_concurrent_requests)
         self.metrics.in_flight.set_function(lambda: self.jobs.running)
         self.metrics.queued.set_function(lambda: self.jobs.queued)
+        self.metrics.status_writes_pending.set_function(
+            lambda: self.kube.status_writes_pending if self.kube else 0
+        )
+        self.metrics.ready.set_function(lambda: self._state() == "ready")
+        self.metrics.events_pending.set_function(
+            lambda: self.kube.recorder.pending if self.kube else 0
+        )
         self.confgen: ConfigManager | None = None
         #: Every attachment cache a request used (``<cniDir>/multihome``), for status.
         self.cache_dirs: set[str] = {config.cache_dir}
@@ -236,7 +243,11 @@ class Daemon:
         return sock
 
     async def _start_metrics(self) -> None:
-        self._metrics_runner = web.AppRunner(metrics_app(self.metrics), access_log=None)
+        app = metrics_app(self.metrics)
+        # The kubelet's probes speak HTTP over TCP, not over the unix socket.
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self._metrics_runner = web.AppRunner(app, access_log=None)
         await self._metrics_runner.setup()
         host = self.config.metrics_address or None
         site = web.TCPSite(self._metrics_runner, host, self.config.metrics_port or 0)
