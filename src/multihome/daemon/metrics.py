@@ -175,9 +175,7 @@ class Metrics:
             "network-status writes to the Kubernetes API in progress (retries included)",
             registry=reg,
         )
-        self.ready = Gauge(
-            "multihome_ready", "1 while /readyz answers 200, else 0", registry=reg
-        )
+        self.ready = Gauge("multihome_ready", "1 while /readyz answers 200, else 0", registry=reg)
         self.events_pending = Gauge(
             "multihome_events_pending",
             "Kubernetes events queued and not yet sent",
