@@ -176,6 +176,12 @@ class Metrics:
             "being retried",
             registry=reg,
         )
+        self.ready = Gauge("multihome_ready", "1 while /readyz answers 200, else 0", registry=reg)
+        self.events_pending = Gauge(
+            "multihome_events_pending",
+            "Kubernetes events queued and not yet sent",
+            registry=reg,
+        )
 
     # -- per request --------------------------------------------------------------------
 

@@ -116,6 +116,10 @@ class Daemon:
         self.metrics.pending_status_writes.set_function(self._count_pending)
         #: Set when an ADD leaves a network-status write pending: the writer wakes up.
         self.status_pending = asyncio.Event()
+        self.metrics.ready.set_function(lambda: self.state() == "ready")
+        self.metrics.events_pending.set_function(
+            lambda: self.kube.recorder.pending if self.kube else 0
+        )
         self.confgen: ConfigManager | None = None
         #: Every attachment cache a request used (``<cniDir>/multihome``), for status.
         self.cache_dirs: set[str] = {config.cache_dir}
@@ -249,7 +253,9 @@ class Daemon:
         return any(key.casefold() in _CONFGEN_KEYS for key in self.config.raw)
 
     async def _start_metrics(self) -> None:
-        self._metrics_runner = web.AppRunner(metrics_app(self.metrics), access_log=None)
+        app = metrics_app(self.metrics)
+        wire.add_health_routes(app, self)
+        self._metrics_runner = web.AppRunner(app, access_log=None)
         await self._metrics_runner.setup()
         host = self.config.metrics_address or None
         site = web.TCPSite(self._metrics_runner, host, self.config.metrics_port or 0)

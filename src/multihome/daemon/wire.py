@@ -57,10 +57,17 @@ def application(daemon: Daemon) -> web.Application:
     app.router.add_get("/shim/v1/info", api.info)
     app.router.add_post("/cni", api.multus_cni)
     app.router.add_post("/delegate", api.multus_delegate)
+    add_health_routes(app, daemon)
+    return app
+
+
+def add_health_routes(app: web.Application, daemon: Daemon) -> None:
+    """``/healthz`` and ``/readyz``: on the socket (upstream's shim) and on the metrics port
+    (the kubelet's probes speak HTTP over TCP)."""
+    api = _Api(daemon)
     for method in ("GET", "POST"):
         app.router.add_route(method, "/healthz", api.healthz)
         app.router.add_route(method, "/readyz", api.readyz)
-    return app
 
 
 class _Api:

@@ -339,6 +339,19 @@ async def test_metrics(node: NodeFactory) -> None:
     assert 'multihome_cni_requests_total{command="ADD",outcome="4"} 1.0' in text
 
 
+async def test_probes_answer_on_the_metrics_port(node: NodeFactory) -> None:
+    # deploy/kubernetes/daemonset.yaml points the kubelet's probes here.
+    n = await node(metricsPort=0, metricsAddress="127.0.0.1")
+    async with aiohttp.ClientSession() as session:
+        for path in ("/healthz", "/readyz"):
+            async with session.get(f"http://{n.daemon.metrics_address}{path}") as r:
+                assert r.status == 200, path
+        n.daemon.shut_down()
+        async with session.get(f"http://{n.daemon.metrics_address}/readyz") as r:
+            assert r.status == 500
+            assert await r.text() == "shutting down\n"
+
+
 def test_json_logs_carry_the_request() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

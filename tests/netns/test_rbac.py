@@ -1,0 +1,106 @@
+"""The ClusterRole of deploy/kubernetes/rbac.yaml is exactly what multihome uses.
+
+The daemon (its Kubernetes source and engine: start, ADD, DEL, events) and
+the thin plugin (one GET per object) run against the API double through the
+representative paths; the set of (verb, resource) the double recorded must
+equal the set the ClusterRole grants: nothing missing (a forbidden request
+on a real cluster) and nothing extra (least privilege).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from multihome.cluster.kube import KubeConfig, KubeSource
+from multihome.cni.request import Request
+from multihome.engine.engine import Engine
+from multihome.networks.config import MultusConfig
+from multihome.testing.apiserver import ApiServerDouble, run_in_thread
+from multihome.testing.lab import Lab
+from multihome.testing.world import World
+
+pytestmark = pytest.mark.netns
+
+RBAC = Path(__file__).resolve().parents[2] / "deploy/kubernetes/rbac.yaml"
+NODE = "node-a"
+#: The API group of each resource the double names.
+GROUPS = {
+    "pods": "",
+    "pods/status": "",
+    "events": "",
+    "network-attachment-definitions": "k8s.cni.cncf.io",
+}
+
+
+def granted() -> set[tuple[str, str, str]]:
+    [role] = [d for d in yaml.safe_load_all(RBAC.read_text()) if d["kind"] == "ClusterRole"]
+    out = set()
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+        for group in rule["apiGroups"]:
+            out |= {(group, r, v) for r in rule["resources"] for v in rule["verbs"]}
+    return out
+
+
+def _load(api: Any, world: World, node: str) -> str:
+    uid = ""
+    for path in sorted(world.manifests.glob("*.json")):
+        obj = json.loads(path.read_text())
+        if obj["kind"] == "Pod":
+            obj["spec"]["nodeName"] = node
+        created = api.create(obj)
+        if obj["kind"] == "Pod":
+            uid = created["metadata"]["uid"]
+    return uid
+
+
+async def test_the_cluster_role_is_what_the_daemon_and_thin_plugin_use(
+    lab: Lab, tmp_path: Path
+) -> None:
+    used: set[tuple[str, str, str]] = set()
+
+    # The daemon: caches, a warm ADD, a cold lookup, DEL, events.
+    world = World(lab)
+    lan = lab.macvlan_parent("lan")
+    world.macvlan_nad("nad-a", master=lan, subnet=world.lan_subnet(1))
+    sandbox = world.pod("web", "nad-a")
+    config = {k: v for k, v in world.config.items() if k != "manifestDir"}
+    async with ApiServerDouble(tokens=["tok"]) as api:
+        sandbox.uid = _load(api, world, NODE)
+        api.create({"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "node-b"},
+                    "metadata": {"name": "elsewhere", "namespace": "default"}})  # fmt: skip
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        async with KubeSource(KubeConfig(kubeconfig=str(kubeconfig), node_name=NODE)) as source:
+            assert await source.wait_ready(10)
+            engine = Engine(source=source)
+            add = Request.from_env(world.env("ADD", sandbox), json.dumps(config).encode())
+            await engine.add(add, MultusConfig.parse(add.stdin))
+            # A pod the node's cache does not hold is read with one GET.
+            assert await source.get_pod("default", "elsewhere") is not None
+            delete = Request.from_env(world.env("DEL", sandbox), json.dumps(config).encode())
+            await engine.delete(delete, MultusConfig.parse(delete.stdin))
+            await source.flush()
+        used |= {(GROUPS[r], r, v) for v, r in api.requests()}
+        assert ("", "events", "create") in used
+    assert set(lab.links(sandbox.netns)) == {"lo"}
+
+    # The thin plugin: no caches, one GET of the pod and of each NAD.
+    thin = World(lab, mode="thin")
+    thin.macvlan_nad("nad-a", master=lan, subnet=thin.lan_subnet(2))
+    pod = thin.pod("db", "nad-a")
+    with run_in_thread() as api:
+        pod.uid = _load(api, thin, NODE)
+        thin_config = {k: v for k, v in thin.config.items() if k != "manifestDir"}
+        thin_config["kubeconfig"] = str(api.write_kubeconfig(tmp_path / "thin-kubeconfig"))
+        thin.call("ADD", pod, config=thin_config)
+        thin.call("DEL", pod, config=thin_config)
+        used |= {(GROUPS[r], r, v) for v, r in api.requests()}
+    assert set(lab.links(pod.netns)) == {"lo"}
+    assert world.allocations() == {} and thin.allocations() == {}
+
+    assert used == granted()
