@@ -7,6 +7,7 @@ and the quick ones stay quick.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -103,6 +104,33 @@ def install(args: tuple[str, ...]) -> None:
     from .daemon import install as installing
 
     sys.exit(installing.main(list(args)))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--cluster", is_flag=True, help="Lint every NAD and pod of the cluster.")
+@click.option("--kubeconfig", default="", help="With --cluster (default: in-cluster).")
+@click.option("-n", "--namespace", default="", help="Only objects of this namespace.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
+@click.option(
+    "--node/--no-node",
+    default=None,
+    help="Check binaries, versions and links on this node (default: when the dirs exist).",
+)
+@click.option("--bin-dir", "bin_dirs", multiple=True, help="CNI bin dir (default /opt/cni/bin).")
+@click.option("--conf-dir", default="/etc/cni/net.d", show_default=True)
+@click.option(
+    "--cluster-cidr",
+    "cluster_cidrs",
+    multiple=True,
+    help="A pod or service network that secondary routes must not cover (repeatable).",
+)
+def lint(paths: tuple[str, ...], **options: Any) -> None:
+    """Check NADs, pods, workloads and configs before a pod exists (docs/lint.md)."""
+    from .doctor import lint as linting
+
+    sys.exit(linting.main(paths, **options))
 
 
 @cli.group()
