@@ -260,7 +260,9 @@ class Report:
         """Compiler-style text; ANSI colours that `click.echo` strips off a terminal."""
         lines: list[str] = []
         for error in self.input_errors:
-            lines.append(f"{error}: " + click.style("cannot read input", fg="red", bold=True))
+            where = error.file + "".join(f":{n}" for n in (error.line, error.column) if n)
+            label = click.style("error[input-unreadable]", fg="red", bold=True)
+            lines.append(f"{where}: {label} {error.message}")
         for subject in self.subjects:
             if not subject.findings:
                 continue
