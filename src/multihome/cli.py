@@ -133,6 +133,20 @@ def lint(paths: tuple[str, ...], **options: Any) -> None:
     sys.exit(linting.main(paths, **options))
 
 
+@cli.command()
+@click.argument("pod")
+@click.option("-f", "--file", "paths", multiple=True, type=click.Path(), help="Manifests.")
+@click.option("--cluster", is_flag=True, help="Read the pod and NADs from the cluster.")
+@click.option("--kubeconfig", default="", help="With --cluster (default: in-cluster).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("--bin-dir", "bin_dirs", multiple=True, help="CNI bin dir (default: binDir).")
+def explain(pod: str, **options: Any) -> None:
+    """Print the ADD of POD ([namespace/]name) as it would run: no plugin runs."""
+    from .doctor import explain as explaining
+
+    sys.exit(explaining.main(pod, **options))
+
+
 @cli.group()
 def testing() -> None:
     """Tools for tests, benchmarks and the demo."""

@@ -516,18 +516,20 @@ def build_plugin_conf(
     plugin: NetConf,
     *,
     capability_args: Mapping[str, Any],
-    prev_result: Result | None,
+    prev_result: Result | RawJSON | None,
 ) -> RawObject:
     """What one plugin of a list reads on stdin (libcni's ``buildOneConfig``).
 
     ``name`` and ``cniVersion`` come from the list; ``prevResult`` is the
-    previous result in the list's version; ``runtimeConfig`` holds only the
-    capabilities this plugin declares true, and is left as it was when
-    there are none.
+    previous result in the list's version (or, for a dry run, a placeholder
+    given as JSON text); ``runtimeConfig`` holds only the capabilities this
+    plugin declares true, and is left as it was when there are none.
     """
     cni_version = conf_list.cni_version
     updates: dict[str, Any] = {"name": conf_list.name, "cniVersion": cni_version}
-    if prev_result is not None:
+    if isinstance(prev_result, RawJSON):
+        updates["prevResult"] = prev_result
+    elif prev_result is not None:
         updates["prevResult"] = RawJSON(prev_result.to_json(cni_version))
     granted = plugin.capabilities
     runtime_config = {k: v for k, v in capability_args.items() if k in granted}

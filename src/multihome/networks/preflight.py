@@ -44,9 +44,17 @@ def check_pod(
     nads: NadLookup,
     files: ConfFiles = NO_FILES,
     namespace: str = "",
+    container_id: str = "dry-run",
 ) -> tuple[PodPlan, list[Finding]]:
     """A pod's networks as an ADD plans them, then its requests against their subnets."""
-    plan, findings = dry_plan(config=config, pod=pod, nads=nads, files=files, namespace=namespace)
+    plan, findings = dry_plan(
+        config=config,
+        pod=pod,
+        nads=nads,
+        files=files,
+        namespace=namespace,
+        container_id=container_id,
+    )
     selected = [a for a in plan.attachments if a.selection is not None]
     asking = {id(a) for a in selected if a.selection is not None and a.selection.default_route}
     for attachment in selected:
