@@ -147,6 +147,20 @@ def explain(pod: str, **options: Any) -> None:
     sys.exit(explaining.main(pod, **options))
 
 
+@cli.command()
+@click.option("--cert", required=True, type=click.Path(), help="TLS certificate (PEM).")
+@click.option("--key", required=True, type=click.Path(), help="TLS private key (PEM).")
+@click.option("--port", default=8443, show_default=True, type=int)
+@click.option("--kubeconfig", default="", help="For the NAD watch (default: in-cluster).")
+@click.option("--multus-config", default="", help="00-multus.conf (namespaceIsolation...).")
+@click.option("--cluster-cidr", "cluster_cidrs", multiple=True, help="Pod/service network.")
+def webhook(**options: Any) -> None:
+    """Validating admission webhook for NADs and pods (docs/webhook.md)."""
+    from .doctor import webhook as serving
+
+    sys.exit(serving.main(**options))
+
+
 @cli.group()
 def testing() -> None:
     """Tools for tests, benchmarks and the demo."""

@@ -135,9 +135,7 @@ def render(data: dict[str, Any]) -> str:
         lines.append("  no networks")
     for number, step in enumerate(data["steps"], 1):
         names = ", ".join(attachments[i]["ifname"] for i in step["attachments"])
-        how = (
-            f"in parallel (at most {step['limit']} at once)" if step["parallel"] else "alone"
-        )
+        how = f"in parallel (at most {step['limit']} at once)" if step["parallel"] else "alone"
         lines.append(f"step {number}: {names} {how}")
         for index in step["attachments"]:
             item = attachments[index]
@@ -159,7 +157,9 @@ def render(data: dict[str, Any]) -> str:
             lines.append(f"  {item['severity']}[{item['code']}] {item['path']}: {item['message']}")
             if item["hint"]:
                 lines.append(f"      hint: {item['hint']}")
-    verdict = "the ADD would run" if data["wouldRun"] else "the ADD would stop before any plugin runs"
+    verdict = (
+        "the ADD would run" if data["wouldRun"] else "the ADD would stop before any plugin runs"
+    )
     lines.append(verdict)
     return "\n".join(lines)
 

@@ -22,8 +22,8 @@ from multihome.cni.errors import CNIError
 from multihome.daemon.config import DaemonConfig, DaemonConfigError
 from multihome.engine.conffiles import DiskFiles
 from multihome.networks import addressing, collisions, preflight
-from multihome.networks.config import DEFAULT_MULTUS_NAMESPACE, MultusConfig
 from multihome.networks.confdir import ConfFiles
+from multihome.networks.config import DEFAULT_MULTUS_NAMESPACE, MultusConfig
 from multihome.networks.findings import Finding, finding
 from multihome.networks.nad import Network, check_conf, parse_config_text, resolve_network
 
@@ -173,9 +173,7 @@ def _cni_config(subject: Subject, options: Options) -> Network | None:
         return None
     subject.findings.extend(check_conf(conf, is_list=is_list, path=path))
     network = Network(conf.name, conf, is_list, source=path)
-    subject.findings.extend(
-        addressing.check_network(network, cluster_cidrs=options.cluster_cidrs)
-    )
+    subject.findings.extend(addressing.check_network(network, cluster_cidrs=options.cluster_cidrs))
     return network
 
 

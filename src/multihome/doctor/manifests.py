@@ -202,7 +202,9 @@ def _item_lines(node: Any) -> list[int]:
     return []
 
 
-def _classify(doc: Object, file: str, line: int, text: str, item_lines: list[int]) -> Iterator[Located]:
+def _classify(
+    doc: Object, file: str, line: int, text: str, item_lines: list[int]
+) -> Iterator[Located]:
     kind = doc.get("kind")
     if kind == "List" or (isinstance(kind, str) and kind.endswith("List") and "items" in doc):
         items = doc.get("items") or []
@@ -238,8 +240,8 @@ def _template_pod(doc: Object, kind: str) -> Object | None:
         template = template.get(key) if isinstance(template, dict) else None
     if not isinstance(template, dict):
         return None
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    tmeta = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
+    meta = _object(doc.get("metadata"))
+    tmeta = _object(template.get("metadata"))
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -255,17 +257,20 @@ def _template_pod(doc: Object, kind: str) -> Object | None:
 
 def _copies(doc: Object, kind: str) -> str:
     """How many pods of the template run at once, when that can be more than one."""
-    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    spec = _object(doc.get("spec"))
     if kind == "DaemonSet":
         return "one pod per node"
     if kind in ("Job", "CronJob"):
         if kind == "CronJob":
-            job = spec.get("jobTemplate") if isinstance(spec.get("jobTemplate"), dict) else {}
-            spec = job.get("spec") if isinstance(job.get("spec"), dict) else {}
+            spec = _object(_object(spec.get("jobTemplate")).get("spec"))
         count = spec.get("parallelism", 1)
         return f"{count} parallel pods" if isinstance(count, int) and count > 1 else ""
     count = spec.get("replicas", 1)
     return f"{count} replicas" if isinstance(count, int) and count > 1 else ""
+
+
+def _object(value: Any) -> Object:
+    return value if isinstance(value, dict) else {}
 
 
 def from_cluster_object(obj: Object, kind: str) -> Located:

@@ -98,7 +98,7 @@ async def _check_binary(node: Node, plugin_type: str, version: str, path: str) -
         findings.add(
             "plugin-version-unsupported",
             path,
-            f"{binary} supports {', '.join(info.supported)}, not cniVersion {version}",
+            f"{binary} supports {', '.join(info.supported_versions)}, not cniVersion {version}",
         )
     return findings.as_list()
 

@@ -43,7 +43,9 @@ def conf_path(network: Network) -> str:
     return f"{source}.spec.config" if source.startswith("nad[") else source
 
 
-def _ipam_blocks(conf: NetConfList, base: str, *, is_list: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+def _ipam_blocks(
+    conf: NetConfList, base: str, *, is_list: bool
+) -> Iterator[tuple[str, dict[str, Any]]]:
     for index, plugin in enumerate(conf.plugins):
         ipam = plugin.raw.get("ipam")
         if isinstance(ipam, dict):
@@ -86,7 +88,7 @@ def routes_of(network: Network) -> tuple[list[Route], list[Finding]]:
 
 
 def _check_in(
-    findings: Findings, code: str, path: str, text: Any, subnet: IPNetwork, what: str
+    findings: Findings, code: str, path: str, text: Any, *, subnet: IPNetwork, what: str
 ) -> None:
     if text in (None, ""):
         return
@@ -112,8 +114,8 @@ def check_network(network: Network, *, cluster_cidrs: Sequence[IPNetwork] = ()) 
                         "gateway-outside-subnet",
                         f"{path}.addresses[{index}].gateway",
                         item.get("gateway"),
-                        iface.interface.network,
-                        "gateway",
+                        subnet=iface.interface.network,
+                        what="gateway",
                     )
         elif kind == "host-local":
             for where, item in _host_local_ranges(ipam, path):
@@ -126,16 +128,16 @@ def check_network(network: Network, *, cluster_cidrs: Sequence[IPNetwork] = ()) 
                         "address-outside-subnet",
                         f"{where}.{key}",
                         item.get(key),
-                        subnet,
-                        key,
+                        subnet=subnet,
+                        what=key,
                     )
                 _check_in(
                     findings,
                     "gateway-outside-subnet",
                     f"{where}.gateway",
                     item.get("gateway"),
-                    subnet,
-                    "gateway",
+                    subnet=subnet,
+                    what="gateway",
                 )
     subnets = ipam_subnets(network.conf)
     routes, problems = routes_of(network)

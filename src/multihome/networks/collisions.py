@@ -89,7 +89,9 @@ def ip_claims(
                 path = f"{selection.path}.ips[{index}]"
                 address = requested.address
                 if copies:
-                    message = f"{address} is requested by the template of {display}, which runs {copies}"
+                    message = (
+                        f"{address} is requested by the template of {display}, which runs {copies}"
+                    )
                     out.append((owner, finding("ip-claimed-twice", path, message)))
                 elif address in claimed and claimed[address] != display:
                     message = f"{address} is also requested by {claimed[address]}"

@@ -411,8 +411,7 @@ RULES: dict[str, Rule] = _rules(
     Rule(
         "ip-claimed-twice",
         "error",
-        "the same static IP is requested by two pods (or by a workload with more than one "
-        "replica)",
+        "the same static IP is requested by two pods (or by a workload with more than one replica)",
         "give each pod its own address, or let IPAM allocate it",
     ),
     Rule(
