@@ -139,7 +139,9 @@ def lint(paths: tuple[str, ...], **options: Any) -> None:
 @click.option("--cluster", is_flag=True, help="Read the pod and NADs from the cluster.")
 @click.option("--kubeconfig", default="", help="With --cluster (default: in-cluster).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
-@click.option("--bin-dir", "bin_dirs", multiple=True, help="CNI bin dir (default: binDir).")
+@click.option(
+    "--cni-path", "cni_paths", multiple=True, help="The runtime's CNI_PATH dirs, after binDir."
+)
 def explain(pod: str, **options: Any) -> None:
     """Print the ADD of POD ([namespace/]name) as it would run: no plugin runs."""
     from .doctor import explain as explaining

@@ -21,7 +21,7 @@ from multihome.cni.errors import CNIError
 from multihome.cni.invoking import RuntimeConf, build_plugin_conf, find_plugin, plugin_env
 from multihome.engine.conffiles import DiskFiles
 from multihome.networks import preflight
-from multihome.networks.attachment import Attachment, PodPlan
+from multihome.networks.attachment import Attachment, PodPlan, dry_plan
 from multihome.networks.config import MultusConfig
 from multihome.networks.findings import Finding
 
@@ -123,6 +123,7 @@ def explain(
         ],
         "attachments": attachments,
         "findings": [f.to_dict() for f in findings],
+        "aheadOfTime": [f.to_dict() for f in preflight.ahead_of_time(plan)],
         "wouldRun": not any(f.severity == "error" for f in findings),
     }
 
@@ -150,10 +151,11 @@ def render(data: dict[str, Any]) -> str:
                 binary = plugin["binary"] or click.style(plugin["binaryMissing"], fg="red")
                 lines.append(f"    plugin {plugin['index']}: {plugin['type']} ({binary})")
                 lines.append(f"      stdin: {plugin['stdin']}")
-    findings = data["findings"]
-    if findings:
-        lines.append("findings:")
-        for item in findings:
+    for title, key in (("findings of the ADD", "findings"), ("found ahead of time", "aheadOfTime")):
+        if not data[key]:
+            continue
+        lines.append(f"{title}:")
+        for item in data[key]:
             lines.append(f"  {item['severity']}[{item['code']}] {item['path']}: {item['message']}")
             if item["hint"]:
                 lines.append(f"      hint: {item['hint']}")
@@ -180,7 +182,7 @@ def main(
     cluster: bool,
     kubeconfig: str,
     output: str,
-    bin_dirs: Sequence[str],
+    cni_paths: Sequence[str],
 ) -> int:
     import asyncio
 
@@ -214,7 +216,7 @@ def main(
                 click.echo(f"multihome explain: {item.file}: {err.msg}", err=True)
                 return 2
     nads = {(o.namespace or "default", o.name): o.obj for o in objects if o.kind == NAD_KIND}
-    plan, findings = preflight.check_pod(
+    plan, findings = dry_plan(
         config=config,
         pod=pod.obj,
         nads=lambda ns, name: nads.get((ns, name)),
@@ -222,10 +224,12 @@ def main(
         namespace=pod.namespace or "default",
         container_id=CONTAINER_ID,
     )
-    cni_path = tuple(bin_dirs) or (config.bin_dir,)
+    # As the engine: the config's binDir, then the runtime's CNI_PATH.
+    cni_path = (config.bin_dir, *cni_paths)
     data = explain(plan, findings, config, cni_path=cni_path)
     if output == "json":
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(render(data))
-    return 0 if data["wouldRun"] else 1
+    errors = [f for f in data["findings"] + data["aheadOfTime"] if f["severity"] == "error"]
+    return 1 if errors else 0

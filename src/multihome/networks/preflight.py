@@ -55,6 +55,12 @@ def check_pod(
         namespace=namespace,
         container_id=container_id,
     )
+    return plan, [*findings, *ahead_of_time(plan)]
+
+
+def ahead_of_time(plan: PodPlan) -> list[Finding]:
+    """What a plan's requests break that the ADD itself does not check (subnets, routes)."""
+    findings: list[Finding] = []
     selected = [a for a in plan.attachments if a.selection is not None]
     asking = {id(a) for a in selected if a.selection is not None and a.selection.default_route}
     for attachment in selected:
@@ -65,4 +71,4 @@ def check_pod(
                 attachment.selection, attachment.network, default_route_elsewhere=elsewhere
             )
         )
-    return plan, findings
+    return findings

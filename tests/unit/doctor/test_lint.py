@@ -70,7 +70,9 @@ def test_the_iot_vlan_story_names_the_multicast_mac_and_the_off_subnet_gateway()
     lines = out.splitlines()
     assert lines[0] == f"{IOT / 'iot-vlan.yaml'}:30: Pod iot/sensor-gateway"
     assert lines[1].startswith("  error[mac-multicast] networks[0].mac: MAC 'f1:fd:59:0b:bd:2b'")
-    assert lines[2] == "      hint: use a locally administered unicast MAC such as 02:fd:59:0b:bd:2b"
+    assert (
+        lines[2] == "      hint: use a locally administered unicast MAC such as 02:fd:59:0b:bd:2b"
+    )
     assert "error[gateway-outside-subnet] nad[iot/iot-vlan].spec.config.plugins[0].ipam" in out
     assert lines[-1] == "2 errors, 0 warnings, 0 info in 2 objects"
 
@@ -134,9 +136,7 @@ def test_json_schema_and_where_each_object_came_from() -> None:
     _, report = lint_json(str(CORPUS))
     assert report["schema"] == "multihome.lint/v1"
     assert set(report) == {"schema", "objects", "inputErrors", "summary", "exitCode"}
-    lines = {
-        (o["kind"], o["name"]): (Path(o["file"]).name, o["line"]) for o in report["objects"]
-    }
+    lines = {(o["kind"], o["name"]): (Path(o["file"]).name, o["line"]) for o in report["objects"]}
     assert lines[("NetworkAttachmentDefinition", "lan-a")] == ("nads.yaml", 2)
     assert lines[("NetworkAttachmentDefinition", "lan-b")] == ("nads.yaml", 16)
     assert lines[("Pod", "router")] == ("pods.yaml", 19)
@@ -157,7 +157,7 @@ def test_yaml_list_items_keep_their_own_lines(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text(
         "kind: List\nitems:\n"
         "- kind: NetworkAttachmentDefinition\n  metadata: {name: a}\n"
-        "  spec: {config: '{\"cniVersion\": \"1.0.0\", \"type\": \"bridge\"}'}\n"
+        '  spec: {config: \'{"cniVersion": "1.0.0", "type": "bridge"}\'}\n'
         "- kind: Pod\n  metadata: {name: p, annotations: {k8s.v1.cni.cncf.io/networks: a}}\n"
     )
     code, report = lint_json(str(tmp_path))
