@@ -301,10 +301,10 @@ async def serve(
     kubeconfig: str = "",
     config: MultusConfig | None = None,
     cluster_cidrs: Sequence[IPNetwork] = (),
-    started: Callable[[int], None] | None = None,
+    started: Callable[[int, Validator], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """Serve until ``stop`` is set (or forever); ``started`` gets the bound port."""
+    """Serve until ``stop`` is set (or forever); ``started`` gets the port and the validator."""
     from multihome.cluster import credentials
     from multihome.cluster.kubeclient import KubeClient
 
@@ -335,7 +335,7 @@ async def serve(
             bound_port = sock.getsockname()[1]
         log.info("serving admission reviews on https://%s:%d/validate", address, bound_port)
         if started is not None:
-            started(bound_port)
+            started(bound_port, validator)
         await (stop or asyncio.Event()).wait()
     finally:
         for task in tasks:
