@@ -45,7 +45,12 @@ async def list_all(client: KubeClient, path: str, *, page_size: int = PAGE_SIZE)
 
 
 async def load(
-    *, kubeconfig: str = "", context: str = "", namespace: str = "", pods: bool = True
+    *,
+    kubeconfig: str = "",
+    context: str = "",
+    namespace: str = "",
+    pods: bool = True,
+    page_size: int = PAGE_SIZE,
 ) -> list[Located]:
     """The NADs and (with ``pods``) the pods of the cluster or of one namespace."""
     try:
@@ -58,7 +63,7 @@ async def load(
         for collection, kind in wanted:
             path = _path(collection, namespace)
             try:
-                objects = await list_all(client, path)
+                objects = await list_all(client, path, page_size=page_size)
             except (KubeApiError, ApiUnreachable) as err:
                 raise ClusterError(f"cannot list {path}: {err}") from None
             for obj in objects:
