@@ -212,3 +212,11 @@ def test_a_bad_cluster_cidr_is_a_usage_error() -> None:
     code, out = lint("--cluster-cidr", "ten/8", str(IOT))
     assert code == 2
     assert "'ten/8' is not a subnet" in out
+
+
+def test_the_readme_shows_real_lint_output() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    command = "$ multihome lint --no-node tests/fixtures/lint/iot\n"
+    shown = readme.split(command, 1)[1].split("```", 1)[0]
+    result = CliRunner().invoke(cli, ["lint", "--no-node", str(IOT)])
+    assert shown == result.output.replace(str(IOT), "tests/fixtures/lint/iot")
