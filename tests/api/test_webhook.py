@@ -206,8 +206,9 @@ async def test_update_denies_new_errors_only(webhook: Webhook) -> None:
     [warning] = answer["warnings"]
     assert warning.startswith("multihome: [plugin-type-invalid] nad[default/evil].spec.config")
 
-    broken = nad("lan", {"cniVersion": "1.0.0", "type": "macvlan", "ipam": {
-        "type": "static", "addresses": [{"address": "10.1.1.5/24", "gateway": "10.2.0.1"}]}})  # fmt: skip
+    address = {"address": "10.1.1.5/24", "gateway": "10.2.0.1"}
+    ipam = {"type": "static", "addresses": [address]}
+    broken = nad("lan", {"cniVersion": "1.0.0", "type": "macvlan", "ipam": ipam})
     answer = await webhook.post(review(NAD_KIND, NAD_RESOURCE, broken, operation="UPDATE", old=LAN))
     assert answer["allowed"] is False
     assert "[gateway-outside-subnet]" in answer["status"]["message"]

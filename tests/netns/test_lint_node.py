@@ -72,7 +72,7 @@ def test_binaries_versions_links_and_the_primary_config(lab: Lab) -> None:
                             "master": up,
                             "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.9.0.0/24"}]]},
                         },
-                    ),  # fmt: skip
+                    ),
                     nad("lan-down", {"type": "macvlan", "master": down}),
                     nad("lan-gone", {"type": "ipvlan", "master": "mh-no-such-link"}),
                     nad("dev", {"type": "host-device", "device": "mh-no-such-dev"}),
@@ -110,7 +110,8 @@ def test_binaries_versions_links_and_the_primary_config(lab: Lab) -> None:
         ("plugin-not-found", "clusterNetwork.plugins[1].type"),  # flannel is not installed
         ("primary-config", "clusterNetwork"),
     ]
-    [primary] = [o for o in report["objects"] if o["kind"] == "Node"][0]["findings"][1:]
+    node = next(o for o in report["objects"] if o["kind"] == "Node")
+    primary = node["findings"][1]
     assert primary["message"] == (
         f"the cluster network is {conf_dir}/10-podnet.conflist (network 'podnet', ptp, flannel)"
     )
