@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class Located:
     #: For a workload's pod: the workload's kind and how many pods it makes at once.
     workload: str = ""
     copies: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def namespace(self) -> str:
@@ -272,7 +271,3 @@ def _copies(doc: Object, kind: str) -> str:
 def _object(value: Any) -> Object:
     return value if isinstance(value, dict) else {}
 
-
-def from_cluster_object(obj: Object, kind: str) -> Located:
-    """An object as the API returned it (no file)."""
-    return Located(kind, obj)

@@ -42,6 +42,7 @@ from multihome.cluster.watching import Reflector
 from multihome.daemon.logs import ContextFilter, JSONFormatter, bound
 from multihome.networks import preflight
 from multihome.networks.addressing import IPNetwork
+from multihome.networks.attachment import referenced_nads
 from multihome.networks.config import MultusConfig
 from multihome.networks.findings import Finding, finding
 
@@ -54,6 +55,9 @@ NAD_KIND = "NetworkAttachmentDefinition"
 #: Findings that need the node's files or the NADs themselves; not the webhook's to judge.
 _NODE_ONLY = frozenset({"nad-config-not-found", "conf-file-invalid", "network-not-found"})
 _NEEDS_NADS = frozenset({"nad-not-found"})
+#: How long a pod's admission waits for NADs it names to arrive by the watch: a
+#: ``kubectl apply`` of a NAD and a pod in one file creates them milliseconds apart.
+NAD_WAIT = 1.0
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -103,6 +107,25 @@ class Validator:
 
     def lookup(self, namespace: str, name: str) -> Any:
         return self.nads.get(namespace, name) if self.nads is not None else None
+
+    async def wait_for_nads(self, request: dict[str, Any], *, timeout: float = NAD_WAIT) -> None:
+        """Give the watch a moment to deliver NADs a pod names that the cache lacks.
+
+        Only the watch is waited for; no request is made.  A warm cache
+        without the NAD after ``timeout`` means it does not exist.
+        """
+        obj = request.get("object")
+        kind = (request.get("kind") or {}).get("kind", "")
+        if self.nads is None or not self.warm or kind != "Pod" or not isinstance(obj, dict):
+            return
+        namespace = str(request.get("namespace") or "") or "default"
+        wanted = referenced_nads(config=self.config, pod=obj, namespace=namespace)
+        nads = self.nads
+        if all(nads.get(ns, name) is not None for ns, name in wanted):
+            return
+        await nads.until(
+            lambda: all(nads.get(ns, name) is not None for ns, name in wanted), timeout=timeout
+        )
 
     def review(self, request: dict[str, Any]) -> tuple[bool, list[Finding], list[Finding]]:
         """``(allowed, errors, warnings)`` for one admission request."""
@@ -202,6 +225,7 @@ def make_app(validator: Validator, metrics: WebhookMetrics) -> web.Application:
         name = meta.get("name") or meta.get("generateName") or "" if isinstance(meta, dict) else ""
         target = f"{request.get('namespace') or ''}/{name}"
         with bound(request=uid, command=f"{operation} {kind}", pod=target):
+            await validator.wait_for_nads(request)
             allowed, errors, warnings = validator.review(request)
             result = "allowed" if allowed else "denied"
             metrics.requests.labels(kind, operation, result).inc()
