@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import subprocess
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from multihome.doctor.webhook import Validator, serve
+from multihome.doctor.webhook import Validator, reload_certificates, serve, tls_context
 from multihome.testing.apiserver import ApiServerDouble
 
 TOKEN = "w3bh00k"
@@ -286,3 +287,70 @@ def test_a_cold_cache_checks_what_it_can_and_says_so() -> None:
     allowed, errors, _ = validator.review(request["request"])
     assert not allowed
     assert [e.code for e in errors] == ["mac-broadcast"]
+
+
+def make_certificate(where: Path, name: str) -> tuple[Path, Path]:
+    cert, key = where / f"{name}.crt", where / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "1", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def served_certificate(server_context: ssl.SSLContext) -> bytes:
+    """The certificate a TLS handshake with ``server_context`` presents (in memory, DER)."""
+    client_context = ssl.create_default_context()
+    client_context.check_hostname = False
+    client_context.verify_mode = ssl.CERT_NONE
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server_in, server_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_context.wrap_bio(to_client, to_server)
+    server = server_context.wrap_bio(server_in, server_out, server_side=True)
+    for _ in range(10):
+        done = 0
+        for end in (client, server):
+            try:
+                end.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+        server_in.write(to_server.read())
+        to_client.write(server_out.read())
+        if done == 2:
+            break
+    der = client.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+async def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    first_cert, first_key = make_certificate(tmp_path, "first")
+    second_cert, second_key = make_certificate(tmp_path, "second")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(first_cert.read_bytes())
+    key.write_bytes(first_key.read_bytes())
+    context = tls_context(str(cert), str(key))
+    der = {path: ssl.PEM_cert_to_DER_cert(path.read_text()) for path in (first_cert, second_cert)}
+    assert served_certificate(context) == der[first_cert]
+
+    sleeps = 0
+
+    async def sleep(_: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        if sleeps == 1:  # cert-manager renews the Secret; the kubelet updates the files
+            cert.write_bytes(second_cert.read_bytes())
+            key.write_bytes(second_key.read_bytes())
+            os.utime(cert, (1, 1))
+            os.utime(key, (1, 1))
+        else:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await reload_certificates(context, str(cert), str(key), sleep=sleep)
+    assert served_certificate(context) == der[second_cert]
