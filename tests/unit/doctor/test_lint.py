@@ -16,8 +16,15 @@ CORPUS = FIXTURES / "corpus"
 IOT = FIXTURES / "iot"
 BROKEN = FIXTURES / "broken"
 #: Codes lint cannot emit: they come from what plugins did (after ADD), from
-#: the webhook's cold cache, or from a node (tests/netns/test_lint_node.py).
+#: the webhook's cold cache, from a device plugin's assignment (the kubelet's,
+#: at ADD), or from a node (tests/netns/test_lint_node.py); and those that need
+#: a multus configuration of their own (`test_the_multus_configuration_s_codes`).
 NOT_FROM_CORPUS = {
+    "device-id-ignored",
+    "conf-file-invalid",
+    "network-not-found",
+    "aux-chain-invalid",
+    "config-key-ignored",
     "mac-not-applied",
     "ip-not-applied",
     "request-unverifiable",
@@ -83,31 +90,11 @@ def test_no_colour_off_a_terminal() -> None:
 
 
 def test_the_corpus_gives_every_code_lint_can_find_without_a_node() -> None:
-    code, report = lint_json("--cluster-cidr", "10.96.0.0/12", str(CORPUS))
+    code, report = lint_json("--cluster-cidr", "10.96.0.0/12", str(CORPUS), str(IOT))
     assert code == 1
     found = {f["code"] for obj in report["objects"] for f in obj["findings"]}
     assert found >= AHEAD_OF_TIME
-    # And a good part of the ADD's own codes, through the same engine.
-    assert found >= {
-        "mac-broadcast",
-        "mac-zero",
-        "interface-duplicate",
-        "interface-invalid",
-        "namespace-isolation",
-        "nad-not-found",
-        "cni-version-unsupported",
-        "plugin-type-invalid",
-        "nad-config-invalid",
-        "nad-config-not-string",
-        "selection-json-invalid",
-        "selection-name-invalid",
-        "selection-empty-item",
-        "default-route-family",
-        "capability-missing",
-        "bandwidth-invalid",
-        "config-log-level-unknown",
-    }
-    assert found <= set(RULES) - NOT_FROM_CORPUS
+    assert found == set(RULES) - NOT_FROM_CORPUS
 
 
 def test_findings_land_on_the_object_they_concern() -> None:
@@ -146,11 +133,44 @@ def test_json_schema_and_where_each_object_came_from() -> None:
     finding = report["objects"][0]["findings"][0]
     assert set(finding) == {"code", "severity", "path", "message", "hint"}
     summary = report["summary"]
-    assert summary["objects"] == len(report["objects"]) == 21
+    assert summary["objects"] == len(report["objects"]) == 36
     assert summary["errors"] == sum(
         f["severity"] == "error" for o in report["objects"] for f in o["findings"]
     )
     assert report["exitCode"] == 1
+
+
+def test_the_multus_configuration_s_codes(tmp_path: Path) -> None:
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    (conf_dir / "10-broken.conf").write_text('{"cniVersion": ')
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "00-multus.conf").write_text(
+        json.dumps(
+            {
+                "cniVersion": "1.0.0",
+                "name": "multus-cni-network",
+                "type": "multus",
+                "confDir": str(conf_dir),
+                "clusterNetwork": "k8s-pod-network",
+                "auxiliaryCNIChainName": "aux",
+                "cniConf": "/etc/cni/net.d/00-multus.conf",
+            }
+        )
+    )
+    (inputs / "pod.yaml").write_text("kind: Pod\nmetadata: {name: p, namespace: default}\n")
+    code, report = lint_json(str(inputs))
+    assert code == 1
+    found = {
+        obj["kind"]: [(f["code"], f["path"]) for f in obj["findings"]] for obj in report["objects"]
+    }
+    assert found["MultusConfig"] == [("config-key-ignored", "cniConf")]
+    assert found["Pod"] == [  # errors first
+        ("network-not-found", "clusterNetwork"),
+        ("aux-chain-invalid", "auxiliaryCNIChainName"),
+        ("conf-file-invalid", "clusterNetwork"),
+    ]
 
 
 def test_yaml_list_items_keep_their_own_lines(tmp_path: Path) -> None:
