@@ -270,4 +270,3 @@ def _copies(doc: Object, kind: str) -> str:
 
 def _object(value: Any) -> Object:
     return value if isinstance(value, dict) else {}
-
