@@ -240,3 +240,15 @@ def test_the_readme_shows_real_lint_output() -> None:
     shown = readme.split(command, 1)[1].split("```", 1)[0]
     result = CliRunner().invoke(cli, ["lint", "--no-node", str(IOT)])
     assert shown == result.output.replace(str(IOT), "tests/fixtures/lint/iot")
+
+
+def test_docs_lint_md_shows_the_schema_lint_writes() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "lint.md").read_text()
+    example = json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0])
+    _, report = lint_json(str(CORPUS))
+    assert set(example) == set(report)
+    assert example["schema"] == report["schema"]
+    assert set(example["objects"][0]) == set(report["objects"][0])
+    assert set(example["objects"][0]["findings"][0]) == set(report["objects"][0]["findings"][0])
+    assert set(example["inputErrors"][0]) == {"file", "line", "column", "message"}
+    assert set(example["summary"]) == set(report["summary"])
