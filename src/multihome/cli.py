@@ -7,6 +7,7 @@ and the quick ones stay quick.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -157,6 +158,63 @@ def install(args: tuple[str, ...]) -> None:
     from .daemon import install as installing
 
     sys.exit(installing.main(list(args)))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--cluster", is_flag=True, help="Lint every NAD and pod of the cluster.")
+@click.option("--kubeconfig", default="", help="With --cluster (default: in-cluster).")
+@click.option("-n", "--namespace", default="", help="Only objects of this namespace.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
+@click.option(
+    "--node/--no-node",
+    default=None,
+    help="Check binaries, versions and links on this node (default: when the dirs exist).",
+)
+@click.option("--bin-dir", "bin_dirs", multiple=True, help="CNI bin dir (default /opt/cni/bin).")
+@click.option("--conf-dir", default="/etc/cni/net.d", show_default=True)
+@click.option(
+    "--cluster-cidr",
+    "cluster_cidrs",
+    multiple=True,
+    help="A pod or service network that secondary routes must not cover (repeatable).",
+)
+def lint(paths: tuple[str, ...], **options: Any) -> None:
+    """Check NADs, pods, workloads and configs before a pod exists (docs/lint.md)."""
+    from .doctor import lint as linting
+
+    sys.exit(linting.main(paths, **options))
+
+
+@cli.command()
+@click.argument("pod")
+@click.option("-f", "--file", "paths", multiple=True, type=click.Path(), help="Manifests.")
+@click.option("--cluster", is_flag=True, help="Read the pod and NADs from the cluster.")
+@click.option("--kubeconfig", default="", help="With --cluster (default: in-cluster).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--cni-path", "cni_paths", multiple=True, help="The runtime's CNI_PATH dirs, after binDir."
+)
+def explain(pod: str, **options: Any) -> None:
+    """Print the ADD of POD ([namespace/]name) as it would run: no plugin runs."""
+    from .doctor import explain as explaining
+
+    sys.exit(explaining.main(pod, **options))
+
+
+@cli.command()
+@click.option("--cert", required=True, type=click.Path(), help="TLS certificate (PEM).")
+@click.option("--key", required=True, type=click.Path(), help="TLS private key (PEM).")
+@click.option("--port", default=8443, show_default=True, type=int)
+@click.option("--kubeconfig", default="", help="For the NAD watch (default: in-cluster).")
+@click.option("--multus-config", default="", help="00-multus.conf (namespaceIsolation...).")
+@click.option("--cluster-cidr", "cluster_cidrs", multiple=True, help="Pod/service network.")
+def webhook(**options: Any) -> None:
+    """Validating admission webhook for NADs and pods (docs/webhook.md)."""
+    from .doctor import webhook as serving
+
+    sys.exit(serving.main(**options))
 
 
 @cli.group()

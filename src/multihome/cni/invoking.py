@@ -115,19 +115,21 @@ def build_plugin_conf(
     plugin: NetConf,
     *,
     capability_args: Mapping[str, Any],
-    prev_result: Result | None,
+    prev_result: Result | RawJSON | None,
 ) -> RawObject:
     """What one plugin of a list reads on stdin (libcni's ``buildOneConfig``).
 
     ``name`` and ``cniVersion`` come from the list; ``prevResult`` is the
-    previous result in the list's version; ``runtimeConfig`` holds only the
-    capabilities this plugin declares true, and is left as it was when
-    there are none.
+    previous result in the list's version (or, for a dry run, a placeholder
+    given as JSON text); ``runtimeConfig`` holds only the capabilities this
+    plugin declares true, and is left as it was when there are none.
     """
     cni_version = conf_list.cni_version
     # A list without a version gets "" as in libcni; the plugin reads that as 0.1.0.
     updates: dict[str, Any] = {"name": conf_list.name, "cniVersion": conf_list.declared_version}
-    if prev_result is not None:
+    if isinstance(prev_result, RawJSON):
+        updates["prevResult"] = prev_result
+    elif prev_result is not None:
         updates["prevResult"] = RawJSON(prev_result.to_json(cni_version))
     granted = plugin.capabilities
     runtime_config = {k: v for k, v in capability_args.items() if k in granted}

@@ -279,9 +279,25 @@ def validate_pod(
     ``namespace`` stands in for a pod object without one (an admission
     request names the namespace beside the object).
     """
+    return dry_plan(
+        config=config, pod=pod, nads=nads, files=files, namespace=namespace, ifname=ifname
+    )[1]
+
+
+def dry_plan(
+    *,
+    config: MultusConfig,
+    pod: Mapping[str, Any],
+    nads: NadLookup,
+    files: ConfFiles = NO_FILES,
+    namespace: str = "",
+    ifname: str = "eth0",
+    container_id: str = "dry-run",
+) -> tuple[PodPlan, list[Finding]]:
+    """`plan_pod` for a pod that is not being added (lint, explain, webhook)."""
     args = (("K8S_POD_NAMESPACE", namespace),) if namespace else ()
-    request = Request(command="ADD", container_id="lint", ifname=ifname, args=args)
-    return plan_pod(config=config, pod=pod, request=request, nads=nads, files=files)[1]
+    request = Request(command="ADD", container_id=container_id, ifname=ifname, args=args)
+    return plan_pod(config=config, pod=pod, request=request, nads=nads, files=files)
 
 
 class _Resolver:

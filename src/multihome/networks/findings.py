@@ -390,6 +390,123 @@ RULES: dict[str, Rule] = _rules(
         "logLevel is not a known level",
         "use debug, verbose, error or panic",
     ),
+    # -- ahead of time (lint, the admission webhook) ------------------------------
+    Rule(
+        "ip-outside-subnet",
+        "error",
+        "a requested IP is outside every subnet the network's IPAM configuration names",
+        "request an address inside the network's subnet, or fix the NAD's IPAM subnet",
+    ),
+    Rule(
+        "address-outside-subnet",
+        "error",
+        "an IPAM range bound (rangeStart, rangeEnd) is outside the range's subnet",
+        "put rangeStart and rangeEnd inside the subnet",
+    ),
+    Rule(
+        "gateway-outside-subnet",
+        "error",
+        "an IPAM gateway or a route's gw is not on any subnet of the attachment, "
+        "so the kernel refuses the route ('network is unreachable')",
+        "use a gateway on the attachment's own subnet",
+    ),
+    Rule(
+        "route-invalid",
+        "error",
+        "an IPAM route's dst or gw is not an address or subnet",
+        'write routes as {"dst": "10.2.0.0/16", "gw": "10.1.1.1"}',
+    ),
+    Rule(
+        "route-shadows-subnet",
+        "error",
+        "an IPAM route covers part of the attachment's own connected subnet and detours "
+        "traffic for it through a gateway (or collides with the kernel's connected route)",
+        "remove the route; the connected subnet is reachable without one",
+    ),
+    Rule(
+        "route-shadows-cluster",
+        "error",
+        "an IPAM route on a secondary network overlaps the cluster (pod) or service network, "
+        "so traffic to pods or services leaves by the wrong interface",
+        "narrow the route's dst so that it does not cover the cluster and service networks",
+    ),
+    Rule(
+        "route-default-conflict",
+        "error",
+        "a secondary network's IPAM adds a default route while the pod asks for its "
+        "default route on another attachment (default-route)",
+        "remove the 0.0.0.0/0 (or ::/0) route from the NAD, or ask default-route on this network",
+    ),
+    Rule(
+        "range-overlap",
+        "error",
+        "host-local ranges of two NADs on the same LAN (same master) overlap; host-local "
+        "allocates per node, so two pods get the same address",
+        "give each NAD its own range, or use a cluster-wide IPAM such as whereabouts",
+    ),
+    Rule(
+        "ip-claimed-twice",
+        "error",
+        "the same static IP is requested by two pods (or by a workload with more than one replica)",
+        "give each pod its own address, or let IPAM allocate it",
+    ),
+    Rule(
+        "config-invalid",
+        "error",
+        "the multus configuration (00-multus.conf) or the daemon configuration is invalid",
+        "fix the named key; docs/configuration.md lists the valid values",
+    ),
+    Rule(
+        "nad-cache-cold",
+        "warning",
+        "the admission webhook has not yet listed the NADs, so the pod was checked without "
+        "them (NAD references, capabilities and subnets unchecked)",
+        "nothing to do; the pod's NADs are checked by the ADD",
+    ),
+    # -- on a node (lint --node) --------------------------------------------------
+    Rule(
+        "plugin-not-found",
+        "error",
+        "a plugin binary of the configuration is in none of the CNI bin directories",
+        "install the plugin into the bin directory (e.g. /opt/cni/bin), or fix the type",
+    ),
+    Rule(
+        "plugin-version-unsupported",
+        "error",
+        "the plugin binary does not support the configuration's cniVersion (its VERSION answer)",
+        "use a cniVersion the plugin lists, or upgrade the plugin",
+        Code.INCOMPATIBLE_VERSION,
+    ),
+    Rule(
+        "plugin-version-unknown",
+        "warning",
+        "the plugin binary did not answer the VERSION command",
+        "check that the file is a CNI plugin and runs on this node",
+    ),
+    Rule(
+        "master-not-found",
+        "error",
+        "the master (macvlan, ipvlan) or device (host-device) link does not exist on this node",
+        "name a link that exists on every node the pod can run on",
+    ),
+    Rule(
+        "master-down",
+        "warning",
+        "the master or device link exists but is down",
+        "bring the link up (ip link set dev NAME up)",
+    ),
+    Rule(
+        "primary-config",
+        "info",
+        "the primary CNI configuration the cluster network uses on this node",
+        "nothing to do; it is shown so that you can see which file that is",
+    ),
+    Rule(
+        "primary-config-not-found",
+        "error",
+        "no primary CNI configuration for the cluster network on this node",
+        "install the cluster's CNI (its file in /etc/cni/net.d), or set clusterNetwork",
+    ),
     # -- what the plugins did (after ADD) ----------------------------------------
     Rule(
         "mac-not-applied",
