@@ -52,7 +52,10 @@ def kubelet_pod(name: str, devices: dict[str, list[str]]) -> dict[str, Any]:
                     }
                 ],
             },
-            {"name": "sidecar", "devices": [{"resourceName": SRIOV, "deviceIds": ["0000:03:00.7"]}]},
+            {
+                "name": "sidecar",
+                "devices": [{"resourceName": SRIOV, "deviceIds": ["0000:03:00.7"]}],
+            },
         ],
     }
 
@@ -192,9 +195,7 @@ def dra_pod(*claims: str) -> dict[str, Any]:
     return {
         **POD,
         "status": {
-            "resourceClaimStatuses": [
-                {"name": f"ref-{c}", "resourceClaimName": c} for c in claims
-            ]
+            "resourceClaimStatuses": [{"name": f"ref-{c}", "resourceClaimName": c} for c in claims]
         },
     }
 
@@ -245,9 +246,7 @@ async def test_dra_devices_from_claims_and_slices_listed_per_driver(
     found = await dra.pod_devices(dra_pod("nets", "gpu"))
     assert found == {SRIOV: ["0000:03:00.3", "0000:03:00.1"]}
     # Each claim once, each driver's slices of this node listed once: upstream's requests.
-    assert api.requests() == Counter(
-        {("get", "resourceclaims"): 2, ("list", "resourceslices"): 2}
-    )
+    assert api.requests() == Counter({("get", "resourceclaims"): 2, ("list", "resourceslices"): 2})
     selectors = [r.query.get("fieldSelector") for r in api.request_log() if r.verb == "list"]
     assert f"spec.nodeName={NODE},spec.driver=sriov.example.com" in selectors
 

@@ -154,7 +154,9 @@ class FakeKubelet:
                 response_serializer=m[reply].SerializeToString,
             )
 
-        handlers = {"List": unary(self._list, "ListPodResourcesRequest", "ListPodResourcesResponse")}
+        handlers = {
+            "List": unary(self._list, "ListPodResourcesRequest", "ListPodResourcesResponse")
+        }
         if self.get != "absent":
             handlers["Get"] = unary(self._get, "GetPodResourcesRequest", "GetPodResourcesResponse")
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
