@@ -140,6 +140,7 @@ class FakeKubelet:
                 grpc.StatusCode.UNKNOWN,
                 f"pod {request.pod_name} in namespace {request.pod_namespace} not found",
             )
+            raise AssertionError("abort raises")
         out = self._m["GetPodResourcesResponse"]()
         json_format.ParseDict({"podResources": dict(pod)}, out)
         return out
