@@ -30,8 +30,12 @@ from typing import Any
 from urllib.parse import quote
 
 from multihome.cni.errors import CNIError, Code
+from multihome.networks import deviceinfo
 
 from . import credentials as creds
+from .checkpoint import DEFAULT_PATH as DEFAULT_CHECKPOINT
+from .devices import DEFAULT_SOCKET, PodDevices
+from .dra import DraDevices
 from .events import EventRecorder
 from .kubeclient import ApiUnreachable, KubeApiError, KubeClient
 from .pacing import Backoff, Clock, Sleep
@@ -89,6 +93,11 @@ class KubeConfig:
     event_dedup_window: float = 600.0
     #: Events waiting to be sent at most; more are dropped with a log line.
     event_queue_size: int = 1000
+    #: The kubelet's PodResources socket, its device checkpoint (read where the
+    #: socket is missing) and the device-info directory (docs/devices.md).
+    kubelet_socket: str = DEFAULT_SOCKET
+    kubelet_checkpoint: str = DEFAULT_CHECKPOINT
+    device_info_dir: str = deviceinfo.BASE_DIR
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> KubeConfig:
@@ -164,9 +173,14 @@ def trim_pod(obj: Object) -> Object:
     if isinstance(spec, Mapping) and "nodeName" in spec:
         pod["spec"] = {"nodeName": spec["nodeName"]}
     status = obj.get("status")
-    if isinstance(status, Mapping) and status.get("resourceClaimStatuses"):
-        pod["status"] = {"resourceClaimStatuses": status["resourceClaimStatuses"]}
+    if isinstance(status, Mapping):
+        kept = {k: status[k] for k in _DRA_STATUS if status.get(k)}
+        if kept:
+            pod["status"] = kept
     return pod
+
+
+_DRA_STATUS = ("resourceClaimStatuses", "extendedResourceClaimStatus")
 
 
 def trim_nad(obj: Object) -> Object:
@@ -262,6 +276,20 @@ class KubeSource:
             clock=clock,
             sleep=sleep,
         )
+        #: The pods' devices: the kubelet's, and DRA's through this client.
+        self.devices = PodDevices(
+            socket=config.kubelet_socket,
+            checkpoint=config.kubelet_checkpoint,
+            info_dir=config.device_info_dir,
+            dra=DraDevices(
+                self.client,
+                node_name=config.node_name,
+                watch_timeout=config.watch_timeout,
+                backoff_initial=config.backoff_initial,
+                backoff_max=config.backoff_max,
+                sleep=sleep,
+            ),
+        )
         self._tasks: list[asyncio.Task[None]] = []
         #: The role forbade the status PATCH once: GET + PUT from then on (`set_network_status`).
         self.status_by_update = False
@@ -302,6 +330,8 @@ class KubeSource:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.devices.dra is not None:
+            await self.devices.dra.stop()
         await self.client.close()
 
     async def __aenter__(self) -> KubeSource:

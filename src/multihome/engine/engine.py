@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from multihome.cluster.devices import Devices, PodDevices
 from multihome.cluster.local import LocalSource, ManifestError
 from multihome.cluster.source import Object, Source
 from multihome.cni import version as versions
@@ -47,11 +48,12 @@ from multihome.networks.attachment import Attachment, PodPlan, plan_pod, referen
 from multihome.networks.confdir import ConfFiles
 from multihome.networks.config import MultusConfig
 from multihome.networks.findings import Finding, errors, to_cni_error
+from multihome.networks.nad import RESOURCE_NAME_ANNOTATION
 from multihome.networks.plugins import Probe, plugin_findings, plugin_types
 from multihome.networks.status import network_statuses, serialise
 from multihome.networks.validation import compare_requested
 
-from . import locks, podnet, statuswrites
+from . import devicefiles, locks, podnet, statuswrites
 from .cache import AttachmentCache, CachedAttachment, CacheRecord
 from .conffiles import DiskFiles
 
@@ -94,8 +96,9 @@ class Engine:
     ``source`` gives pods and NADs; without one, the multus config's
     ``manifestDir`` is used when set, else the pod has only the networks of
     the config.  ``executor`` runs plugin binaries, ``files`` reads CNI
-    configuration files, ``netns_ops`` reads and changes namespaces: all
-    injectable for tests.
+    configuration files, ``netns_ops`` reads and changes namespaces,
+    ``devices`` tells which devices the kubelet gave a pod (default: the
+    source's, else the kubelet's alone): all injectable for tests.
     """
 
     def __init__(
@@ -108,8 +111,10 @@ class Engine:
         on_delegate: Callable[[str, str, float], None] | None = None,
         event_per_interface: bool = False,
         status_budget: float = statuswrites.ATTEMPT_BUDGET,
+        devices: Devices | None = None,
     ) -> None:
         self.source = source
+        self.devices = devices
         self.executor = executor or default_exec()
         self.files = files or DiskFiles()
         self.cache_dir = cache_dir
@@ -216,7 +221,7 @@ class Engine:
         await asyncio.to_thread(statuswrites.remove, cache.directory, request.container_id)
 
         pod = await self._pod(source, request)
-        plan, findings = await self._plan(source, config, request, pod)
+        plan, findings = await self._plan(source, config, request, pod, with_devices=True)
         findings += await self._check_plugins(plan, config, request)
         for item in findings:
             if item.severity != "error":
@@ -290,7 +295,13 @@ class Engine:
         return pod
 
     async def _plan(
-        self, source: Source | None, config: MultusConfig, request: Request, pod: Object | None
+        self,
+        source: Source | None,
+        config: MultusConfig,
+        request: Request,
+        pod: Object | None,
+        *,
+        with_devices: bool = False,
     ) -> tuple[PodPlan, list[Finding]]:
         nads: dict[tuple[str, str], Any] = {}
         if source is not None:
@@ -300,12 +311,18 @@ class Engine:
             except ManifestError as err:
                 raise CNIError(Code.IO_FAILURE, f"failed to read the manifests: {err}") from err
             nads = dict(zip(wanted, found, strict=True))
+        devices = self._devices(source)
+        assigned = None
+        if with_devices and pod is not None and _wants_devices(nads.values()):
+            assigned = await devices.assigned(pod)
         return plan_pod(
             config=config,
             pod=pod,
             request=request,
             nads=lambda ns, name: nads.get((ns, name)),
             files=self.files,
+            devices=assigned,
+            device_info_dir=devices.info_dir,
         )
 
     async def _check_plugins(
@@ -334,6 +351,13 @@ class Engine:
         except TimeoutError:
             return Probe(path, problem=f"no answer within {PROBE_TIMEOUT:g} s")
         return Probe(path, info)
+
+    def _devices(self, source: Source | None) -> Devices:
+        if self.devices is None:
+            # A KubeSource knows the kubelet's paths and asks DRA through its client.
+            found = getattr(source, "devices", None)
+            self.devices = found if found is not None else PodDevices()
+        return self.devices
 
     async def _add_all(
         self,
@@ -394,6 +418,12 @@ class Engine:
             args=attachment.cni_args,
             capability_args=dict(attachment.capability_args),
         )
+        if attachment.device_plugin_file:
+            await asyncio.to_thread(
+                devicefiles.copy_from_plugin,
+                attachment.device_plugin_file,
+                attachment.device_info_file,
+            )
         started = time.monotonic()
         try:
             result = await add_network_list(attachment.conf, rt, executor=self.executor)
@@ -472,12 +502,16 @@ class Engine:
     ) -> None:
         statuses = []
         added = []
-        for attachment, result in zip(plan.attachments, results, strict=True):
+        infos = await asyncio.to_thread(
+            lambda: [devicefiles.read(a.device_info_file) for a in plan.attachments]
+        )
+        for attachment, result, info in zip(plan.attachments, results, infos, strict=True):
             statuses += network_statuses(
                 result,
                 name=attachment.name,
                 default=attachment.is_default,
                 ifname=attachment.ifname,
+                device_info=info,
             )
             if result.interfaces or result.ips:
                 ips = [ip.address for ip in result.ips]
@@ -668,6 +702,9 @@ class Engine:
                     cached.ifname,
                     err,
                 )
+            info = cached.capability_args.get("CNIDeviceInfoFile")
+            if isinstance(info, str):
+                await asyncio.to_thread(devicefiles.remove, info)
         return failed
 
     # -- CHECK ------------------------------------------------------------------------
@@ -802,6 +839,14 @@ def _sandbox_pod(record: CacheRecord) -> Object:
     """The pod a record's sandbox belonged to, as far as a status write needs it."""
     meta = {"namespace": record.pod_namespace, "name": record.pod_name, "uid": record.pod_uid}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta}
+
+
+def _wants_devices(nads: Any) -> bool:
+    """Some NAD names a resourceName: only then are the kubelet and DRA asked (as upstream)."""
+    return any(
+        ((nad or {}).get("metadata") or {}).get("annotations", {}).get(RESOURCE_NAME_ANNOTATION)
+        for nad in nads
+    )
 
 
 def _record(

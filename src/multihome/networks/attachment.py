@@ -20,8 +20,12 @@ and nothing more:
   for requested addresses, because static, host-local and macvlan read them
   there.
 * **conf**: the network's configuration with the request's ``cni-args``
-  merged into ``args.cni`` of every plugin (request keys win) and a device
-  plugin's ``deviceID``/``pciBusID``, rewriting only those members.
+  merged into ``args.cni`` of every plugin (request keys win) and the
+  device the kubelet allocated for the NAD's resourceName as ``deviceID``
+  and ``pciBusID`` of every plugin (upstream's members: sriov reads the
+  first, host-device the second), rewriting only those members.  NADs of
+  one resource take its devices in order; one left without is an error
+  finding (``device-missing``).
 * **capability_args**: the requests (ips, mac, portMappings, bandwidth,
   infinibandGUID, deviceID) as capability arguments.  The runtime's own
   runtimeConfig (e.g. the pod's hostPorts) goes to the cluster network only
@@ -35,6 +39,7 @@ error finding must not run (`findings.to_cni_error`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +47,7 @@ from typing import Any
 from multihome.cni.config import NetConfList, RawJSON, RawObject
 from multihome.cni.request import Request, format_args
 
-from . import capabilities, validation
+from . import capabilities, deviceinfo, validation
 from .confdir import NO_FILES, ConfFiles, chained_plugins
 from .config import MultusConfig
 from .findings import Finding, Findings
@@ -61,7 +66,6 @@ from .selection import (
     parse_selection,
 )
 
-DEVICE_INFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/cni"
 _POD_ARGS = ("K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID")
 _BASE_ARGS = ("IgnoreUnknown", *_POD_ARGS)
 
@@ -82,8 +86,12 @@ class Attachment:
     is_default: bool = False
     #: What the pod asked for this network (None for networks of the multus config).
     selection: NetworkSelection | None = None
-    #: A device plugin's device for this attachment (from the NAD's resourceName).
+    #: The device for this attachment: the kubelet's (NAD resourceName) or the annotation's.
     device_id: str = ""
+    #: The NAD's resourceName when `device_id` is the kubelet's, and the device
+    #: plugin's device-info file for it (copied to `device_info_file` before ADD).
+    resource_name: str = ""
+    device_plugin_file: str = ""
     #: Where the network was named: ``clusterNetwork``, ``defaultNetworks[0]``, ``networks[1]``...
     path: str = ""
 
@@ -100,6 +108,11 @@ class Attachment:
     @property
     def cni_args_text(self) -> str:
         return format_args(self.cni_args)
+
+    @property
+    def device_info_file(self) -> str:
+        """The ``CNIDeviceInfoFile`` this attachment's plugins are told to use, or ""."""
+        return str(self.capability_args.get("CNIDeviceInfoFile") or "")
 
     def runtime_configs(self) -> list[dict[str, Any]]:
         """The runtimeConfig each plugin of the chain will receive, in order."""
@@ -195,6 +208,7 @@ def plan_pod(
     nads: NadLookup,
     files: ConfFiles = NO_FILES,
     devices: Mapping[str, Sequence[str]] | None = None,
+    device_info_dir: str = deviceinfo.BASE_DIR,
 ) -> tuple[PodPlan, list[Finding]]:
     """The attachments of a pod and every finding about them (see the module docstring).
 
@@ -203,8 +217,10 @@ def plan_pod(
     (container ID, ``CNI_IFNAME``, ``CNI_ARGS``); ``nads`` finds a NAD by
     ``(namespace, name)``; ``files`` reads CNI configuration files
     (`confdir`); ``devices`` maps a resource name to the device IDs the
-    kubelet assigned the pod, in order.  The runtime's runtimeConfig is
-    ``config.runtime_config``.
+    kubelet assigned the pod, in order (None: not known, as in ``lint``;
+    nothing is injected and nothing missing is reported);
+    ``device_info_dir`` is where device-info files live.  The runtime's
+    runtimeConfig is ``config.runtime_config``.
 
     The plan holds every attachment that could be resolved; run it only if
     the findings hold no error.
@@ -246,7 +262,8 @@ def plan_pod(
     findings.extend(validation.check_pod_requests(selections))
 
     attachments = []
-    device_index: dict[str, int] = {}
+    wanted = Counter(i.network.resource_name for i in pending if i.network is not None)
+    pool = _Devices(devices, {}, wanted, device_info_dir)
     for item in pending:
         if item.network is None:
             continue
@@ -255,8 +272,7 @@ def plan_pod(
             config=config,
             request=request,
             pod=(namespace, name, uid),
-            devices=devices or {},
-            device_index=device_index,
+            devices=pool,
             findings=findings,
         )
         if attachment is not None:
@@ -439,14 +455,34 @@ def _assign_ifnames(pending: list[_Pending], runtime_ifname: str, findings: Find
         used.add(item.ifname)
 
 
+@dataclass
+class _Devices:
+    """The pod's devices by resource, and how many each resource has handed out."""
+
+    ids: Mapping[str, Sequence[str]] | None
+    given: dict[str, int]
+    wanted: Counter[str]
+    info_dir: str
+
+    def take(self, resource: str) -> str:
+        if self.ids is None or not resource:
+            return ""
+        index = self.given.get(resource, 0)
+        ids = self.ids.get(resource, ())
+        self.given[resource] = index + 1
+        return ids[index] if index < len(ids) else ""
+
+    def have(self, resource: str) -> int:
+        return len(self.ids.get(resource, ())) if self.ids is not None else 0
+
+
 def _build(
     item: _Pending,
     *,
     config: MultusConfig,
     request: Request,
     pod: tuple[str, str, str],
-    devices: Mapping[str, Sequence[str]],
-    device_index: dict[str, int],
+    devices: _Devices,
     findings: Findings,
 ) -> Attachment | None:
     assert item.network is not None
@@ -454,17 +490,24 @@ def _build(
     selection = item.selection
     conf = network.conf
 
-    device_id = ""
     resource = network.resource_name
-    if resource and resource in devices:
-        index = device_index.get(resource, 0)
-        ids = devices[resource]
-        if index < len(ids):
-            device_id = ids[index]
-            device_index[resource] = index + 1
-            conf = _edit_plugins(
-                conf, lambda raw: raw.edit({"deviceID": device_id, "pciBusID": device_id})
-            )
+    device_id = devices.take(resource)
+    if device_id:
+        conf = _edit_plugins(
+            conf, lambda raw: raw.edit({"deviceID": device_id, "pciBusID": device_id})
+        )
+    elif resource and devices.ids is not None and not (selection and selection.device_id):
+        have, want = devices.have(resource), devices.wanted[resource]
+        findings.add(
+            "device-missing",
+            item.path,
+            f"network {network.name} ({item.ifname}) gets no device of resource "
+            f"{resource!r}: the kubelet allocated {have} to the pod and {want} of its "
+            "networks use that resource",
+            hint=f"request {want} of {resource} in the pod's containers (resources.limits, "
+            "or a ResourceClaim), or attach fewer networks of it",
+        )
+    from_kubelet = bool(device_id)
     if selection is not None and selection.device_id:
         if device_id:
             findings.add(
@@ -508,8 +551,9 @@ def _build(
         caps.update(_capability_args(selection))
     if device_id:
         caps["deviceID"] = device_id
-        info = f"{network.name}-{request.container_id}_{item.ifname}".replace("/", "-")
-        caps["CNIDeviceInfoFile"] = f"{DEVICE_INFO_DIR}/{info}"
+        caps["CNIDeviceInfoFile"] = deviceinfo.cni_path(
+            devices.info_dir, network.name, request.container_id, item.ifname
+        )
     return Attachment(
         network=network,
         ifname=item.ifname,
@@ -519,6 +563,10 @@ def _build(
         is_default=item.is_default,
         selection=selection,
         device_id=device_id,
+        resource_name=resource if from_kubelet else "",
+        device_plugin_file=deviceinfo.dp_path(devices.info_dir, resource, device_id)
+        if from_kubelet
+        else "",
         path=item.path,
     )
 

@@ -255,6 +255,13 @@ RULES: dict[str, Rule] = _rules(
         "or remove the request",
     ),
     Rule(
+        "device-missing",
+        "error",
+        "a NAD names a resourceName, but the kubelet allocated the pod fewer devices of it "
+        "than the pod has networks of it (Multus runs the plugin without a deviceID)",
+        "request as many devices of the resource as the pod has networks that use it",
+    ),
+    Rule(
         "device-id-ignored",
         "info",
         "the annotation's deviceID is ignored because the device plugin assigned one",

@@ -463,7 +463,15 @@ def test_device_plugin_ids_are_assigned_in_order_and_injected() -> None:
         lookup=lookup,
         devices={"r/vf": ["0000:03:00.1", "0000:03:00.2"]},
     )
-    assert findings == []
+    (missing,) = findings
+    assert (missing.code, missing.severity, missing.path) == (
+        "device-missing",
+        "error",
+        "networks[2]",
+    )
+    assert "default/sriov (net3)" in missing.message
+    assert "'r/vf'" in missing.message
+    assert "allocated 2 to the pod and 3 of its networks" in missing.message
     first, second, third = the_plan.attachments[1:]
     assert (first.device_id, second.device_id, third.device_id) == (
         "0000:03:00.1",
@@ -477,6 +485,30 @@ def test_device_plugin_ids_are_assigned_in_order_and_injected() -> None:
         "/var/run/k8s.cni.cncf.io/devinfo/cni/default-sriov-ctr-1_net1"
     )
     assert "deviceID" not in json.loads(third.conf.plugins[0].text)
+
+
+def test_device_ids_rewrite_only_their_members_of_every_plugin() -> None:
+    text = (
+        '{"cniVersion":"1.0.0","name":"vf","plugins":[{"type":"sriov","min_tx_rate": 1e2,'
+        '  "deviceID":"old"},\n {"type":"tuning",'
+        '"sysctl":{"net.ipv4.conf.IFNAME.arp_notify":"1"}}]}'
+    )
+    lookup = nads(nad("default", "vf", text, **{"k8s.v1.cni.cncf.io/resourceName": "r/vf"}))
+    the_plan, findings = plan(pod(networks="vf"), lookup=lookup, devices={"r/vf": ["0000:03:00.4"]})
+    assert findings == []
+    sriov, tuning = (p.text for p in the_plan.attachments[1].conf.plugins)
+    assert json.loads(sriov)["deviceID"] == json.loads(sriov)["pciBusID"] == "0000:03:00.4"
+    # Member values keep their bytes (Multus re-marshals: 1e2 would become 100).
+    assert sriov.startswith('{"type":"sriov","min_tx_rate":1e2,"deviceID":"0000:03:00.4",')
+    assert '"sysctl":{"net.ipv4.conf.IFNAME.arp_notify":"1"}' in tuning
+    assert json.loads(tuning)["pciBusID"] == "0000:03:00.4"
+    assert the_plan.attachments[1].resource_name == "r/vf"
+
+
+def test_no_device_map_means_no_device_finding() -> None:
+    lookup = nads(nad("default", "sriov", SRIOV, **{"k8s.v1.cni.cncf.io/resourceName": "r/vf"}))
+    assert plan(pod(networks="sriov"), lookup=lookup)[1] == []
+    assert codes(plan(pod(networks="sriov"), lookup=lookup, devices={})[1]) == ["device-missing"]
 
 
 def test_annotation_device_id_is_used_unless_the_device_plugin_assigned_one() -> None:

@@ -1,7 +1,8 @@
 """The resource types the double serves, their URLs and discovery documents.
 
 Only what multihome touches: pods (with the ``status`` subresource),
-NetworkAttachmentDefinitions and the two Event APIs.  Each type carries the
+NetworkAttachmentDefinitions, the two Event APIs, and DRA's ResourceClaims
+and (cluster-scoped) ResourceSlices.  Each type carries the
 few traits where the real server treats them differently (built-in or
 custom resource, which field selectors it accepts), so the generic store
 behaves per type as the real one does.
@@ -31,6 +32,8 @@ class Kind:
     has_generation: bool = True
     #: DELETE answers with the deleted object (pods), or else a Success Status.
     delete_returns_object: bool = False
+    #: Cluster-scoped kinds (ResourceSlice) have no namespace in URL or object.
+    namespaced: bool = True
 
     @property
     def api_version(self) -> str:
@@ -98,7 +101,22 @@ EVENT_V1 = Kind(
     field_labels=None,
     has_generation=False,
 )
-KINDS = (POD, NAD, EVENT, EVENT_V1)
+RESOURCE_CLAIM = Kind(
+    group="resource.k8s.io",
+    version="v1",
+    plural="resourceclaims",
+    kind="ResourceClaim",
+    subresources=("status",),
+)
+RESOURCE_SLICE = Kind(
+    group="resource.k8s.io",
+    version="v1",
+    plural="resourceslices",
+    kind="ResourceSlice",
+    namespaced=False,
+    field_labels=frozenset({"spec.nodeName", "spec.driver", "spec.pool.name"}),
+)
+KINDS = (POD, NAD, EVENT, EVENT_V1, RESOURCE_CLAIM, RESOURCE_SLICE)
 
 
 def kind_named(name: str) -> Kind:
@@ -150,8 +168,10 @@ def parse_path(path: str) -> Target | None:
     kind = next(
         (k for k in KINDS if (k.group, k.version, k.plural) == (group, version, rest[0])), None
     )
-    if kind is None:
+    if kind is None or (namespace is not None and not kind.namespaced):
         return None
+    if not kind.namespaced:
+        namespace = ""  # the store keeps cluster-scoped objects under ""
     name = rest[1] if len(rest) > 1 else None
     sub = rest[2] if len(rest) > 2 else None
     if (sub is not None and sub not in kind.subresources) or (name and namespace is None):
@@ -196,7 +216,7 @@ def _resource_list(group: str, version: str) -> dict[str, Any]:
             {
                 "name": kind.plural,
                 "singularName": kind.kind.lower(),
-                "namespaced": True,
+                "namespaced": kind.namespaced,
                 "kind": kind.kind,
                 "verbs": _OBJECT_VERBS,
                 "shortNames": list(kind.short_names),
@@ -206,7 +226,7 @@ def _resource_list(group: str, version: str) -> dict[str, Any]:
             {
                 "name": f"{kind.plural}/{sub}",
                 "singularName": "",
-                "namespaced": True,
+                "namespaced": kind.namespaced,
                 "kind": kind.kind,
                 "verbs": ["get", "patch", "update"],
             }

@@ -253,14 +253,14 @@ class ApiServerDouble:
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Add an object from its manifest, status included (the HTTP POST drops it)."""
         kind = kind_of(obj)
-        namespace = obj.get("metadata", {}).get("namespace") or "default"
+        namespace = _namespace_of(kind, obj.get("metadata", {}))
         return self._copy(lambda: self._store.create(kind, namespace, obj, keep_status=True))
 
     def update(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Replace an object, status included; its resourceVersion, if any, must be current."""
         kind = kind_of(obj)
         meta = obj.get("metadata", {})
-        namespace, name = meta.get("namespace") or "default", meta.get("name", "")
+        namespace, name = _namespace_of(kind, meta), meta.get("name", "")
 
         def update() -> dict[str, Any]:
             new = obj
@@ -713,7 +713,11 @@ def _selector(kind: Kind, query: Any, *, name: str | None) -> Callable[[dict[str
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
-    return (obj["metadata"]["namespace"], obj["metadata"]["name"])
+    return (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+
+def _namespace_of(kind: Kind, meta: dict[str, Any]) -> str:
+    return (meta.get("namespace") or "default") if kind.namespaced else ""
 
 
 def _encode_continue(key: tuple[str, str]) -> str:

@@ -76,7 +76,8 @@ class Watcher:
         """
         if change.kind is not self.kind:
             return None
-        if self.namespace is not None and change.obj["metadata"].get("namespace") != self.namespace:
+        namespace = change.obj["metadata"].get("namespace", "")
+        if self.namespace is not None and namespace != self.namespace:
             return None
         now = self.select(change.obj)
         if change.type != "MODIFIED":
@@ -134,7 +135,10 @@ class Store:
         new = _decode(kind, obj)
         meta = new["metadata"]
         _check_namespace(meta, namespace)
-        meta["namespace"] = namespace
+        if kind.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         name = meta.get("name", "")
@@ -263,7 +267,7 @@ class Store:
         new["kind"], new["apiVersion"] = kind.kind, kind.api_version
         new["metadata"]["resourceVersion"] = str(self.rv)
         meta = new["metadata"]
-        self._objects[kind][(meta["namespace"], meta["name"])] = new
+        self._objects[kind][(meta.get("namespace", ""), meta["name"])] = new
         self._record(Change(self.rv, kind, type_, new, prev))
         return new
 
@@ -359,7 +363,8 @@ class Store:
             kind = kind_of(raw)
             obj = _decode(kind, raw)
             meta = obj["metadata"]
-            meta.setdefault("namespace", "default")
+            if kind.namespaced:
+                meta.setdefault("namespace", "default")
             _validate(kind, obj, meta.get("name", ""))
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("creationTimestamp", _now())
@@ -370,7 +375,7 @@ class Store:
             else:
                 self.rv += 1
                 meta["resourceVersion"] = str(self.rv)
-            self._objects[kind][(meta["namespace"], meta["name"])] = obj
+            self._objects[kind][(meta.get("namespace", ""), meta["name"])] = obj
             count += 1
         # Loaded objects have no history: a watch can only start from here.
         for kind in KINDS:
