@@ -20,7 +20,9 @@ import pytest
 import yaml
 
 from multihome.cluster.kube import KubeConfig, KubeSource
+from multihome.cluster.pacing import Backoff
 from multihome.cluster.source import STATUS_ANNOTATION
+from multihome.cluster.watching import Reflector
 from multihome.cni.errors import CNIError, Code
 from multihome.testing.apiserver import ApiServerDouble
 from multihome.testing.apiserver.roles import (
@@ -30,6 +32,7 @@ from multihome.testing.apiserver.roles import (
     ROLES,
     Role,
 )
+from multihome.testing.fakeclock import FakeTime
 
 NODE = "node1"
 WAIT = 10.0
@@ -298,7 +301,8 @@ async def test_the_source_serves_adds_with_what_the_role_grants(
     api.create(nad("nad-a"))
     kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
     caplog.set_level(logging.INFO, logger="multihome")
-    async with KubeSource(config(kubeconfig)) as source:
+    # backoffMax an hour: no list retry of the forbidden pod watch within the test.
+    async with KubeSource(config(kubeconfig, backoff_max=3600.0)) as source:
         assert await source.wait_ready(WAIT)
         watches = 1 if role is MULTUS_V4_0_2 else 2
         await api.until(lambda: api.open_watches == watches, timeout=WAIT)
@@ -387,6 +391,34 @@ async def test_without_a_watch_the_source_warns_of_nothing(
     assert [r.getMessage() for r in caplog.records] == [
         "no node name configured: caching every pod of the cluster"
     ]
+
+
+async def test_a_role_granted_later_is_picked_up(
+    api: ApiServerDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.set_role(MULTUS_V4_0_2)
+    api.create(pod("web"))
+    t = FakeTime()
+    source = KubeSource(config(api.write_kubeconfig(tmp_path / "kubeconfig")))  # not started
+    try:
+        reflector = Reflector(
+            source.client,
+            path="/api/v1/pods",
+            backoff=Backoff(initial=1, maximum=30),
+            sleep=t.sleep,
+        )
+        await reflector.run(_iterations=1)
+        assert reflector.forbidden is not None and reflector.settled
+        assert t.slept == [30]  # the next list after backoffMax
+        await reflector.run(_iterations=1)  # still forbidden: quietly
+        api.set_role(MULTUS_HEAD)
+        await reflector.run(_iterations=1)
+    finally:
+        await source.stop()
+    assert reflector.forbidden is None and reflector.get("default", "web") is not None
+    assert api.count("list", "pods") == 3
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("/api/v1/pods")]
+    assert [line.split(":")[1] for line in lines] == [" not caching it", " listing is allowed now"]
 
 
 def test_the_documented_role_is_the_one_the_tests_play() -> None:

@@ -10,8 +10,10 @@ jitter so that every node of a cluster does not come back at once.
 Objects are trimmed as they arrive (the caller says how), so the cache
 holds only what multihome reads.  Readiness is the first complete list.
 A 403 (the service account's role grants no list or watch, as Multus
-v4.0.2's role for pods) stops the reflector for good, with one log line:
-its owner then asks the API server for each object instead.
+v4.0.2's role for pods) empties the cache, with one log line: its owner
+then asks the API server for each object instead.  The reflector lists
+again every ``backoff.maximum`` seconds, quietly, so that a role granted
+late (a ClusterRoleBinding applied with the DaemonSet) is picked up.
 The loop takes its sleep and a bounded iteration count as arguments, so
 tests drive it step by step instead of patching it.
 """
@@ -46,7 +48,7 @@ class Reflector:
     `path` is the collection's URL path (all namespaces), e.g.
     ``/api/v1/pods``.  ``lists`` counts complete lists (1 after the initial
     one; each relist adds one) and ``watches`` counts watch requests.
-    ``forbidden`` is the 403 that stopped it, if one did.
+    ``forbidden`` is the 403 that keeps it from caching, while one does.
     """
 
     def __init__(
@@ -137,7 +139,8 @@ class Reflector:
                 self.errors += 1
                 if err.code == 403:
                     self._forbid(err)
-                    return
+                    await self._sleep(self.backoff.maximum)
+                    continue
                 if err.code == 410 or "Too large resource version" in err.message:
                     log.info("%s: %s; listing again", self.path, err)
                     self.resource_version = ""
@@ -149,14 +152,14 @@ class Reflector:
                 await self._pause(err)
 
     def _forbid(self, err: KubeApiError) -> None:
-        # Retrying cannot help until someone changes the role, and a role
-        # change is rare enough that a daemon restart is the way to pick it up.
-        log.warning(
-            "%s: not caching it: %s; each lookup asks the API server instead "
-            "(grant list and watch on it and restart for lookups that cost no request)",
-            self.path,
-            err.message,
-        )
+        # Said once: the retries that follow are slow and would only repeat it.
+        if self.forbidden is None:
+            log.warning(
+                "%s: not caching it: %s; each lookup asks the API server instead "
+                "(grant list and watch on it for lookups that cost no request)",
+                self.path,
+                err.message,
+            )
         self.forbidden = err
         self.objects = {}
         self.resource_version = ""
@@ -189,6 +192,9 @@ class Reflector:
         self.objects = objects
         self.resource_version = str(meta.get("resourceVersion") or "")
         self.lists += 1
+        if self.forbidden is not None:
+            log.warning("%s: listing is allowed now: caching it again", self.path)
+            self.forbidden = None
         log.debug("%s: listed %d objects at %s", self.path, len(objects), self.resource_version)
         self.synced.set()
         self._changed()
