@@ -369,7 +369,6 @@ RULES: dict[str, Rule] = _rules(
         "error",
         "a plugin binary exists but cannot be executed",
         "make the file executable and check that it is a binary for this machine",
-        Code.IO_FAILURE,
     ),
     Rule(
         "plugin-version-unsupported",
