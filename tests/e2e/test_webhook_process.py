@@ -13,6 +13,7 @@ from pathlib import Path
 from multihome.testing.apiserver import run_in_thread
 
 WAIT = 30.0
+MULTICAST = '[{"name": "lan", "mac": "01:00:5e:00:00:01"}]'
 
 
 def make_certificate(where: Path) -> tuple[Path, Path]:
@@ -78,9 +79,7 @@ def test_the_webhook_command_serves_reviews_and_logs_json(tmp_path: Path) -> Non
                         "kind": "Pod",
                         "metadata": {
                             "name": "web",
-                            "annotations": {
-                                "k8s.v1.cni.cncf.io/networks": '[{"name": "lan", "mac": "01:00:5e:00:00:01"}]'
-                            },
+                            "annotations": {"k8s.v1.cni.cncf.io/networks": MULTICAST},
                         },
                     },
                     "dryRun": True,
