@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import ssl
 import sys
 import time
@@ -342,6 +343,11 @@ async def serve(
     except credentials.CredentialsError as err:
         log.error("cannot reach the API for the NAD cache: %s", err)
         return 1
+    if stop is None:
+        stop = asyncio.Event()
+        # The kubelet's SIGTERM (a rollout, a drain) ends the webhook cleanly.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     client = KubeClient(creds)
     nads = Reflector(client, path=NADS_PATH, trim=trim_nad)
     validator = Validator(config or default_config(), cluster_cidrs, nads)
@@ -360,7 +366,7 @@ async def serve(
         log.info("serving admission reviews on https://%s:%d/validate", address, bound_port)
         if started is not None:
             started(bound_port, validator)
-        await (stop or asyncio.Event()).wait()
+        await stop.wait()
     finally:
         for task in tasks:
             task.cancel()
