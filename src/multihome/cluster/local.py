@@ -76,6 +76,9 @@ class LocalSource:
     async def get_pod(self, namespace: str, name: str, *, uid: str = "") -> Object | None:
         return self._find({"Pod"}, namespace, name)
 
+    def cached_pod(self, namespace: str, name: str) -> Object | None:
+        return self._find({"Pod"}, namespace, name)
+
     async def get_nad(self, namespace: str, name: str) -> Object | None:
         return self._find(_NAD_KINDS, namespace, name)
 

@@ -27,6 +27,10 @@ class Source(Protocol):
         catching up waits (boundedly) for that pod to appear.
         """
 
+    def cached_pod(self, namespace: str, name: str) -> Object | None:
+        """The pod if the source has it at hand: no wait, no request (for a DEL
+        without its record); do not mutate it."""
+
     async def get_nad(self, namespace: str, name: str) -> Object | None:
         """The NetworkAttachmentDefinition, or None when it does not exist."""
 

@@ -144,7 +144,11 @@ class Engine:
         GC the node's: one command at a time per container, in every mode.
         """
         if request.command in ("ADD", "DEL", "CHECK") and request.container_id:
-            async with locks.container_lock(self._cache(config).directory, request.container_id):
+            async with locks.container_lock(
+                self._cache(config).directory,
+                request.container_id,
+                best_effort=request.command == "DEL",
+            ):
                 return await self._run(request, config)
         return await self._run(request, config)
 
@@ -622,11 +626,14 @@ class Engine:
     ) -> CacheRecord | None:
         """What an ADD would have run, when its record is gone (best effort).
 
-        The configuration's networks only (the cluster network, defaultNetworks):
-        the pod is not looked up, a DEL never waits for one.
+        The configuration's networks (the cluster network, defaultNetworks),
+        and the pod's own when the source has this incarnation at hand (a
+        watch cache, the manifest files): a DEL never waits for a pod and
+        never asks the API for one.
         """
+        pod = _pod_at_hand(source, request)
         try:
-            plan, _ = await self._plan(source, config, request, None)
+            plan, _ = await self._plan(source, config, request, pod)
         except CNIError as err:
             log.info(
                 "container %s: nothing cached and no plan (%s): nothing to delete",
@@ -833,6 +840,27 @@ class Engine:
             if error is not None:
                 raise error
         return plan.cluster_network
+
+
+def _pod_at_hand(source: Source | None, request: Request) -> Object | None:
+    """The request's pod if ``source`` has it without a wait or a request, and it is the
+    incarnation the sandbox belonged to (K8S_POD_UID, when the runtime sent one)."""
+    from multihome.cluster.kube import is_static
+
+    k8s = request.k8s
+    peek = getattr(source, "cached_pod", None)
+    if peek is None or not k8s.name:
+        return None
+    try:
+        pod = peek(k8s.namespace or "default", k8s.name)
+    except ManifestError:
+        return None
+    if pod is None:
+        return None
+    uid = (pod.get("metadata") or {}).get("uid") or ""
+    if k8s.uid and uid and uid != k8s.uid and not is_static(pod):
+        return None
+    return copy.deepcopy(pod)
 
 
 def _sandbox_pod(record: CacheRecord) -> Object:

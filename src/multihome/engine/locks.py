@@ -32,10 +32,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+from multihome.cni.errors import CNIError, Code
+
+log = logging.getLogger(__name__)
 
 _NODE_LOCK = ".gc.lock"
 _SUFFIX = ".lock"
@@ -51,18 +56,42 @@ def lock_path(cache_dir: str | os.PathLike[str], container_id: str) -> Path:
 
 @contextlib.asynccontextmanager
 async def container_lock(
-    cache_dir: str | os.PathLike[str], container_id: str, *, timeout: float | None = None
+    cache_dir: str | os.PathLike[str],
+    container_id: str,
+    *,
+    timeout: float | None = None,
+    best_effort: bool = False,
 ) -> AsyncIterator[None]:
-    """Hold ``container_id``'s lock (waiting for GC to finish first)."""
+    """Hold ``container_id``'s lock (waiting for GC to finish first).
+
+    A cache dir where no lock file can be made (read-only, full, not a
+    directory) is CNI error 5 naming it; with ``best_effort`` (DEL) the
+    command runs without the lock instead: no ADD can record anything there
+    either, so nothing can race it, and DEL still releases what it can.
+    """
     directory = Path(cache_dir)
-    await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
+    path = lock_path(directory, container_id)
     deadline = None if timeout is None else time.monotonic() + timeout
-    async with _flock(directory / _NODE_LOCK, fcntl.LOCK_SH, deadline):
-        fd = await _acquire_transient(lock_path(directory, container_id), deadline)
+    fd: int | None = None
+    try:
+        await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
+        async with _flock(directory / _NODE_LOCK, fcntl.LOCK_SH, deadline):
+            fd = await _acquire_transient(path, deadline)
+    except OSError as err:
+        if not best_effort:
+            raise CNIError(
+                Code.IO_FAILURE,
+                f"cannot lock container {container_id} in the attachment cache {directory}: "
+                f"{err.strerror or err}",
+                "the attachment cache (cniDir/multihome) must be a writable directory with "
+                "free space",
+            ) from err
+        log.warning("no lock for container %s in %s: %s", container_id, directory, err)
     try:
         yield
     finally:
-        _release_transient(lock_path(directory, container_id), fd)
+        if fd is not None:
+            _release_transient(path, fd)
 
 
 @contextlib.asynccontextmanager

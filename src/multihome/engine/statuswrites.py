@@ -22,7 +22,6 @@ label a new ADD of the same container with the old one's networks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -86,8 +85,15 @@ def load(cache_dir: str | os.PathLike[str], container_id: str) -> PendingStatus 
 
 
 def remove(cache_dir: str | os.PathLike[str], container_id: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path_of(cache_dir, container_id).unlink()
+    path = path_of(cache_dir, container_id)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        # A read-only cache dir refuses even to unlink what is not there.
+        if os.path.lexists(path):
+            raise
 
 
 def pending_ids(cache_dir: str | os.PathLike[str]) -> list[str]:
