@@ -104,7 +104,8 @@ def test_binaries_versions_links_and_the_primary_config(lab: Lab) -> None:
     [message] = [
         f["message"] for o in report["objects"] for f in o["findings"] if o["name"] == "old"
     ]
-    assert message == f"{old} supports 0.3.0, 0.3.1, not cniVersion 1.0.0"
+    # The ADD's own wording (one probe, `multihome.engine.probing`).
+    assert message.endswith(f"({old}) supports CNI versions 0.3.0, 0.3.1, not the network's 1.0.0")
     # The node: the first configuration that is not multus' own, and its binaries.
     assert found["(this node)"] == [
         ("plugin-not-found", "clusterNetwork.plugins[1].type"),  # flannel is not installed

@@ -18,7 +18,12 @@ import pytest
 
 from multihome.cni import version as versions
 from multihome.cni.config import NetConfList, parse_network
-from multihome.cni.invoking import add_network_list, check_network_list, del_network_list, version_info
+from multihome.cni.invoking import (
+    add_network_list,
+    check_network_list,
+    del_network_list,
+    version_info,
+)
 from multihome.cni.process import RuntimeConf
 from multihome.cni.result import Result
 from multihome.testing.lab import CNI_BIN_DIR, Lab, Netns

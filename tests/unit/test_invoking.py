@@ -22,7 +22,17 @@ from multihome.cni.config import NetConfList, parse_network
 from multihome.cni.errors import CNIError, Code
 from multihome.cni.fakeexec import Call, FakeExec
 from multihome.cni.finding import find_plugin
-from multihome.cni.invoking import add_network_list, build_plugin_conf, check_network_list, del_network_list, exec_plugin, exec_plugin_with_result, gc_network_list, status_network_list, version_info
+from multihome.cni.invoking import (
+    add_network_list,
+    build_plugin_conf,
+    check_network_list,
+    del_network_list,
+    exec_plugin,
+    exec_plugin_with_result,
+    gc_network_list,
+    status_network_list,
+    version_info,
+)
 from multihome.cni.output import PluginInfo
 from multihome.cni.process import Outcome, RuntimeConf, SubprocessExec
 from multihome.cni.result import Interface, IPConfig, Result

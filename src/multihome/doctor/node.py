@@ -2,9 +2,9 @@
 
 A NAD can be perfect and still fail on a node where the macvlan binary is
 missing, is too old for the NAD's cniVersion, or where its ``master`` link
-does not exist.  These checks run the plugins' VERSION command only (the
-answer is cached per binary path and mtime by `multihome.cni.invoking`)
-and read links from /sys/class/net; nothing is changed.
+does not exist.  These checks run the plugins' VERSION command only (asked
+as the ADD asks, `multihome.engine.probing`) and read links from
+/sys/class/net; nothing is changed.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from multihome.cni.errors import CNIError
-from multihome.cni.finding import find_plugin
-from multihome.cni.invoking import version_info
 from multihome.cni.process import Exec, default_exec
+from multihome.engine.probing import probe_plugin
 from multihome.networks import confdir
 from multihome.networks.confdir import ConfFiles
 from multihome.networks.findings import Finding, Findings
 from multihome.networks.nad import Network
+from multihome.networks.plugins import add_probe_findings
 
 SYS_CLASS_NET = "/sys/class/net"
 _IFF_UP = 0x1
@@ -59,7 +59,7 @@ async def check_network(node: Node, network: Network, *, path: str) -> list[Find
         types = [(f"{where}.type", plugin.type), (f"{where}.ipam.type", plugin.ipam_type)]
         for type_path, plugin_type in types:
             if plugin_type:
-                findings.extend(await _check_binary(node, plugin_type, version, type_path))
+                findings.extend(await _check_binary(node, plugin_type, network, version, type_path))
         key = _LINK_KEYS.get(plugin.type)
         link = plugin.raw.get(key) if key else None
         if isinstance(link, str) and link:
@@ -80,28 +80,19 @@ async def check_network(node: Node, network: Network, *, path: str) -> list[Find
     return findings.as_list()
 
 
-async def _check_binary(node: Node, plugin_type: str, version: str, path: str) -> list[Finding]:
+async def _check_binary(
+    node: Node, plugin_type: str, network: Network, version: str, path: str
+) -> list[Finding]:
     findings = Findings()
-    try:
-        binary = find_plugin(plugin_type, node.bin_dirs)
-    except CNIError:
-        findings.add(
-            "plugin-not-found",
-            path,
-            f"plugin {plugin_type!r} is in none of {', '.join(node.bin_dirs)}",
-        )
-        return findings.as_list()
-    try:
-        info = await version_info(plugin_type, cni_path=node.bin_dirs, executor=node.executor)
-    except CNIError as err:
-        findings.add("plugin-version-unknown", path, f"{binary}: {err.msg}")
-        return findings.as_list()
-    if not info.supports(version):
-        findings.add(
-            "plugin-version-unsupported",
-            path,
-            f"{binary} supports {', '.join(info.supported_versions)}, not cniVersion {version}",
-        )
+    add_probe_findings(
+        findings,
+        await probe_plugin(node.executor, plugin_type, node.bin_dirs),
+        plugin_type=plugin_type,
+        network=network.name,
+        path=path,
+        cni_version=version,
+        cni_path=node.bin_dirs,
+    )
     return findings.as_list()
 
 

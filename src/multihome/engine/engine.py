@@ -33,15 +33,15 @@ from multihome.cluster.source import Object, Source
 from multihome.cni import version as versions
 from multihome.cni.config import NetConfList
 from multihome.cni.errors import CNIError, Code
+from multihome.cni.finding import check_plugin_type
 from multihome.cni.invoking import (
     add_network_list,
     check_network_list,
     del_network_list,
     gc_network_list,
     status_network_list,
-    version_info,
 )
-from multihome.cni.process import Exec, ExecFailure, RuntimeConf, default_exec
+from multihome.cni.process import Exec, RuntimeConf, default_exec
 from multihome.cni.request import Request
 from multihome.cni.result import Interface, IPConfig, Result
 from multihome.networks.attachment import Attachment, PodPlan, plan_pod, referenced_nads
@@ -49,20 +49,19 @@ from multihome.networks.confdir import ConfFiles
 from multihome.networks.config import MultusConfig
 from multihome.networks.findings import Finding, errors, to_cni_error
 from multihome.networks.nad import RESOURCE_NAME_ANNOTATION
-from multihome.networks.plugins import Probe, plugin_findings, plugin_types
+from multihome.networks.plugins import plugin_findings, plugin_types
 from multihome.networks.status import network_statuses, serialise
 from multihome.networks.validation import compare_requested
 
 from . import devicefiles, locks, podnet, statuswrites
 from .cache import AttachmentCache, CachedAttachment, CacheRecord
 from .conffiles import DiskFiles
+from .probing import probe_plugin
 
 log = logging.getLogger(__name__)
 
 #: Upstream waits this long for the readiness indicator file on ADD.
 READINESS_WAIT = 45.0
-#: How long a plugin may take to answer VERSION before the ADD goes on without it.
-PROBE_TIMEOUT = 5.0
 # Codes of DEL errors worth returning: the runtime retries DEL, and a retry
 # can only help when the failure was transient.
 _RETRYABLE = {Code.TRY_AGAIN_LATER, Code.IO_FAILURE}
@@ -334,27 +333,12 @@ class Engine:
     ) -> list[Finding]:
         """Every plugin of every network is installed and speaks its network's version."""
         cni_path = (config.bin_dir, *request.path)
-        types = plugin_types(plan.attachments)
-        found = await asyncio.gather(*(self._probe(t, cni_path) for t in types))
+        # An invalid type is a finding of its own already; it is looked up nowhere.
+        types = [t for t in plugin_types(plan.attachments) if _valid_type(t)]
+        found = await asyncio.gather(*(probe_plugin(self.executor, t, cni_path) for t in types))
         return plugin_findings(
             plan.attachments, dict(zip(types, found, strict=True)), cni_path=cni_path
         )
-
-    async def _probe(self, plugin_type: str, cni_path: Sequence[str]) -> Probe:
-        try:
-            path = self.executor.find(plugin_type, cni_path)
-        except CNIError:
-            return Probe()
-        try:
-            async with asyncio.timeout(PROBE_TIMEOUT):
-                info = await version_info(plugin_type, cni_path=cni_path, executor=self.executor)
-        except ExecFailure as err:
-            return Probe(path, problem=err.msg, executable=False)
-        except CNIError as err:
-            return Probe(path, problem=err.msg)
-        except TimeoutError:
-            return Probe(path, problem=f"no answer within {PROBE_TIMEOUT:g} s")
-        return Probe(path, info)
 
     def _devices(self, source: Source | None) -> Devices:
         if self.devices is None:
@@ -842,6 +826,14 @@ class Engine:
         return plan.cluster_network
 
 
+def _valid_type(plugin_type: str) -> bool:
+    try:
+        check_plugin_type(plugin_type)
+    except CNIError:
+        return False
+    return True
+
+
 def _pod_at_hand(source: Source | None, request: Request) -> Object | None:
     """The request's pod if ``source`` has it without a wait or a request, and it is the
     incarnation the sandbox belonged to (K8S_POD_UID, when the runtime sent one)."""
@@ -852,7 +844,7 @@ def _pod_at_hand(source: Source | None, request: Request) -> Object | None:
     if peek is None or not k8s.name:
         return None
     try:
-        pod = peek(k8s.namespace or "default", k8s.name)
+        pod: Object | None = peek(k8s.namespace or "default", k8s.name)
     except ManifestError:
         return None
     if pod is None:

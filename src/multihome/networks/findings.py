@@ -471,25 +471,6 @@ RULES: dict[str, Rule] = _rules(
     ),
     # -- on a node (lint --node) --------------------------------------------------
     Rule(
-        "plugin-not-found",
-        "error",
-        "a plugin binary of the configuration is in none of the CNI bin directories",
-        "install the plugin into the bin directory (e.g. /opt/cni/bin), or fix the type",
-    ),
-    Rule(
-        "plugin-version-unsupported",
-        "error",
-        "the plugin binary does not support the configuration's cniVersion (its VERSION answer)",
-        "use a cniVersion the plugin lists, or upgrade the plugin",
-        Code.INCOMPATIBLE_VERSION,
-    ),
-    Rule(
-        "plugin-version-unknown",
-        "warning",
-        "the plugin binary did not answer the VERSION command",
-        "check that the file is a CNI plugin and runs on this node",
-    ),
-    Rule(
         "master-not-found",
         "error",
         "the master (macvlan, ipvlan) or device (host-device) link does not exist on this node",

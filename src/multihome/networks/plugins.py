@@ -70,27 +70,48 @@ def plugin_findings(
 ) -> list[Finding]:
     """Every problem with the plugins the attachments would run (types without a probe pass)."""
     findings = Findings()
-    dirs = " ".join(p for p in cni_path if p)
     for use in _uses(attachments):
         probe = probes.get(use.plugin_type)
-        if probe is None:
-            continue
-        what = f"plugin {use.plugin_type!r} of network {use.network!r}"
-        if not probe.path:
-            findings.add("plugin-not-found", use.path, f"{what} is not installed in [{dirs}]")
-        elif not probe.executable:
-            findings.add("plugin-not-executable", use.path, f"{what}: {probe.problem}")
-        elif probe.info is None:
-            findings.add(
-                "plugin-version-unknown",
-                use.path,
-                f"{what} did not answer VERSION ({probe.problem}); it is run anyway",
-            )
-        elif not probe.info.supports(use.cni_version):
-            findings.add(
-                "plugin-version-unsupported",
-                use.path,
-                f"{what} ({probe.path}) supports CNI versions "
-                f"{', '.join(probe.info.supported_versions)}, not the network's {use.cni_version}",
+        if probe is not None:
+            add_probe_findings(
+                findings,
+                probe,
+                plugin_type=use.plugin_type,
+                network=use.network,
+                path=use.path,
+                cni_version=use.cni_version,
+                cni_path=cni_path,
             )
     return findings.as_list()
+
+
+def add_probe_findings(
+    findings: Findings,
+    probe: Probe,
+    *,
+    plugin_type: str,
+    network: str,
+    path: str,
+    cni_version: str,
+    cni_path: Sequence[str],
+) -> None:
+    """What one probe says about one use of a plugin type (the ADD's check and lint's)."""
+    what = f"plugin {plugin_type!r} of network {network!r}"
+    if not probe.path:
+        dirs = " ".join(p for p in cni_path if p)
+        findings.add("plugin-not-found", path, f"{what} is not installed in [{dirs}]")
+    elif not probe.executable:
+        findings.add("plugin-not-executable", path, f"{what}: {probe.problem}")
+    elif probe.info is None:
+        findings.add(
+            "plugin-version-unknown",
+            path,
+            f"{what} did not answer VERSION ({probe.problem}); it is run anyway",
+        )
+    elif not probe.info.supports(cni_version):
+        findings.add(
+            "plugin-version-unsupported",
+            path,
+            f"{what} ({probe.path}) supports CNI versions "
+            f"{', '.join(probe.info.supported_versions)}, not the network's {cni_version}",
+        )

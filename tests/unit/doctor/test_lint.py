@@ -30,6 +30,8 @@ NOT_FROM_CORPUS = {
     "request-unverifiable",
     "nad-cache-cold",
     "plugin-not-found",
+    "plugin-not-executable",
+    "device-missing",
     "plugin-version-unsupported",
     "plugin-version-unknown",
     "master-not-found",
@@ -133,7 +135,7 @@ def test_json_schema_and_where_each_object_came_from() -> None:
     finding = report["objects"][0]["findings"][0]
     assert set(finding) == {"code", "severity", "path", "message", "hint"}
     summary = report["summary"]
-    assert summary["objects"] == len(report["objects"]) == 36
+    assert summary["objects"] == len(report["objects"]) == 37
     assert summary["errors"] == sum(
         f["severity"] == "error" for o in report["objects"] for f in o["findings"]
     )

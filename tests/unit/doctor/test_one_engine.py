@@ -140,7 +140,7 @@ def test_explain_shows_what_the_add_gives_each_plugin(tmp_path: Path) -> None:
         ips = [{"address": "10.30.1.20/24", "interface": 0}]
         return {"cniVersion": "1.0.0", "interfaces": [interface], "ips": ips}
 
-    fake = FakeExec({"cluster-plugin": None, "macvlan": macvlan, "tuning": None})
+    fake = FakeExec({"cluster-plugin": None, "macvlan": macvlan, "tuning": None, "static": None})
     # The plugins run; then the engine looks into the (here missing) namespace.
     with pytest.raises(CNIError, match="cannot look into /run/netns/none"):
         asyncio.run(Engine(executor=fake).handle(add_request(config)))
