@@ -221,6 +221,7 @@ def test_a_pod_the_engine_attached_is_found_in_its_cache(lab: Lab) -> None:
         "bridge",
     )
     assert (ev.mac, ev.address) == (net1.mac, net1.addresses[0])
+    assert [c for c in report.checks if c.status in ("warn", "fail")] == []
 
 
 def test_the_command_prints_the_verdict_first_and_json_with_the_same_structure(lab: Lab) -> None:
