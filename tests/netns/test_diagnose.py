@@ -268,3 +268,11 @@ def test_the_walk_through_in_the_docs_is_what_the_tool_prints() -> None:
     assert [v.split(":")[0] for v in verdicts] == ["healthy", "R7", "healthy"]
     for verdict in verdicts:
         assert verdict in doc
+
+
+def test_an_interface_without_ipv4_is_a_clear_error(lab: Lab) -> None:
+    world = PodOnLan(lab)
+    lab.run(world.netns["pod"], "ip", "-4", "addr", "flush", "dev", "net1")
+
+    with pytest.raises(DiagnoseError, match="net1 has no IPv4 address"):
+        run(world, world.device_ip)
