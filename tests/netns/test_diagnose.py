@@ -221,6 +221,7 @@ def test_a_pod_the_engine_attached_is_found_in_its_cache(lab: Lab) -> None:
         "bridge",
     )
     assert (ev.mac, ev.address) == (net1.mac, net1.addresses[0])
+    assert [c for c in report.checks if c.status in ("warn", "fail")] == []
 
 
 def test_the_command_prints_the_verdict_first_and_json_with_the_same_structure(lab: Lab) -> None:
@@ -267,3 +268,11 @@ def test_the_walk_through_in_the_docs_is_what_the_tool_prints() -> None:
     assert [v.split(":")[0] for v in verdicts] == ["healthy", "R7", "healthy"]
     for verdict in verdicts:
         assert verdict in doc
+
+
+def test_an_interface_without_ipv4_is_a_clear_error(lab: Lab) -> None:
+    world = PodOnLan(lab)
+    lab.run(world.netns["pod"], "ip", "-4", "addr", "flush", "dev", "net1")
+
+    with pytest.raises(DiagnoseError, match="net1 has no IPv4 address"):
+        run(world, world.device_ip)

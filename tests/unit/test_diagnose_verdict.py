@@ -153,3 +153,74 @@ def test_the_command_says_what_is_wrong_without_a_traceback(
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _record(tmp_path: Path, name: str, container_id: str) -> None:
+    import json
+
+    from multihome.engine.cache import AttachmentCache, CachedAttachment, CacheRecord
+
+    macvlan = {"cniVersion": "1.0.0", "name": "lan", "plugins": [
+        {"type": "macvlan", "master": "eth1", "mode": "bridge"}, {"type": "tuning"},
+    ]}  # fmt: skip
+    AttachmentCache(tmp_path).save(
+        CacheRecord(
+            container_id=container_id,
+            netns="/run/netns/none",
+            ifname="eth0",
+            cni_version="1.0.0",
+            pod_namespace="default",
+            pod_name=name,
+            attachments=[
+                CachedAttachment("cluster", "eth0", "{}", [], {}, primary=True),
+                CachedAttachment("default/other", "net1", '{"type": "bridge"}', [], {}),
+                CachedAttachment("default/lan", "net2", json.dumps(macvlan), [], {}),
+            ],
+        )
+    )
+
+
+def test_the_record_and_the_network_are_found_by_name(tmp_path: Path) -> None:
+    from multihome.doctor.diagnose import _plugin, find_record, pick
+
+    _record(tmp_path, "web", "c1")
+    record = find_record("web", [str(tmp_path)])
+    assert find_record("default/web", [str(tmp_path)]) == record
+    assert find_record("c1", [str(tmp_path)]) == record
+    chosen = pick(record, None)  # the first secondary network with a parent
+    assert (chosen.network, _plugin(chosen)["master"]) == ("default/lan", "eth1")
+    assert pick(record, "other").ifname == pick(record, "net1").ifname == "net1"
+    with pytest.raises(DiagnoseError, match=r"--network 'nope': pod default/web has only "):
+        pick(record, "nope")
+
+
+def test_an_ambiguous_name_asks_for_the_namespace(tmp_path: Path) -> None:
+    _record(tmp_path, "web", "c1")
+    _record(tmp_path, "web", "c2")
+    with pytest.raises(DiagnoseError, match="matches several records"):
+        diagnose("web", cache_dirs=[str(tmp_path)])
+
+
+def test_kubectl_plugin_runs_diagnose_in_the_daemon_on_the_pods_node(tmp_path: Path) -> None:
+    """The wrapper asks for the pod's node and that node's daemon, then execs there."""
+    script = Path(__file__).parents[2] / "scripts" / "kubectl-multihome"
+    fake = tmp_path / "kubectl"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo "$*" >> "$0.log"\n'
+        'case "$*" in *"get pod -n apps web"*) echo node-7;; *"get pods"*) echo mh-abc;; esac\n'
+    )
+    fake.chmod(0o755)
+    proc = subprocess.run(
+        [str(script), "diagnose", "-n", "apps", "web", "--target", "192.168.60.5"],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / "kubectl.log").read_text().splitlines()
+    assert "--field-selector spec.nodeName=node-7" in calls[1]
+    assert calls[2] == (
+        "exec -n kube-system mh-abc -- multihome diagnose apps/web --target 192.168.60.5"
+    )

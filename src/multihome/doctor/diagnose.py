@@ -123,7 +123,7 @@ def evidence(
 ) -> Evidence:
     plugin = _plugin(attachment)
     mac, address = _from_result(attachment)
-    links = {link["ifname"]: link for link in inspect.ip_json(record.netns, "-4", "addr", "show")}
+    links = {link["ifname"]: link for link in inspect.ip_json(record.netns, "-d", "addr", "show")}
     link = links.get(attachment.ifname)
     if link is None:
         raise DiagnoseError(
@@ -134,11 +134,14 @@ def evidence(
     live = [
         f"{a['local']}/{a['prefixlen']}"
         for a in link.get("addr_info", [])
-        if a.get("scope") == "global"
+        if a.get("scope") == "global" and a.get("family") == "inet"
     ]
-    address = live[0] if live else address
-    if not address:
-        raise DiagnoseError(f"{attachment.ifname} has no IPv4 address: nothing to probe from")
+    if not live:
+        cached = f" (its CNI result said {address})" if address else ""
+        raise DiagnoseError(
+            f"{attachment.ifname} has no IPv4 address{cached}: nothing to probe from"
+        )
+    address = live[0]
     parent = str(plugin.get("master", ""))
     if not parent and plugin.get("type") in ("macvlan", "ipvlan"):
         # No master: the plugin took the node's default-route interface.
@@ -151,7 +154,8 @@ def evidence(
         address=address,
         plugin=str(plugin.get("type", "")),
         parent=parent,
-        mode=str(plugin.get("mode", "")),
+        # The link's own mode wins over the config's: it is what the kernel does.
+        mode=str(link.get("linkinfo", {}).get("info_data", {}).get("mode", plugin.get("mode", ""))),
         target=target,
     )
 

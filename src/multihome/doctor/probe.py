@@ -84,13 +84,16 @@ def run(
     )
     rp_before = inspect.rp_drops(pod_netns)
     ct_before = [inspect.conntrack_invalid(ns) or 0 for ns in (pod_netns, node)]
-    node_side = subprocess.Popen(
-        _helper(node, Spec(**{**asdict(spec), "role": "node", "ifname": ev.parent})),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    try:
+        node_side = subprocess.Popen(
+            _helper(node, Spec(**{**asdict(spec), "role": "node", "ifname": ev.parent})),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    except OSError as err:
+        raise ProbeError(f"cannot start the node capture: {err}") from None
     try:
         assert node_side.stdout is not None and node_side.stdin is not None
         first = node_side.stdout.readline()
@@ -98,13 +101,16 @@ def run(
             raise ProbeError(
                 f"the node capture did not start: {(first + node_side.stdout.read())[:200]!r}"
             )
-        pod_side = subprocess.run(
-            _helper(pod_netns, spec),
-            capture_output=True,
-            text=True,
-            timeout=seconds + 30,
-            check=False,
-        )
+        try:
+            pod_side = subprocess.run(
+                _helper(pod_netns, spec),
+                capture_output=True,
+                text=True,
+                timeout=seconds + 30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise ProbeError(f"the pod capture did not finish: {err}") from None
         node_side.stdin.close()
         node_out = _result(node_side.stdout.read(), "node")
     finally:
