@@ -640,11 +640,22 @@ async def test_discovery_documents(http: aiohttp.ClientSession):
     _, apis = await call(http, "GET", "/api")
     assert apis["versions"] == ["v1"]
     _, groups = await call(http, "GET", "/apis")
-    assert {g["name"] for g in groups["groups"]} == {"k8s.cni.cncf.io", "events.k8s.io"}
+    assert {g["name"] for g in groups["groups"]} == {
+        "k8s.cni.cncf.io",
+        "events.k8s.io",
+        "resource.k8s.io",
+    }
     _, core = await call(http, "GET", "/api/v1")
     assert {"pods", "pods/status", "events"} <= {r["name"] for r in core["resources"]}
     _, nads = await call(http, "GET", "/apis/k8s.cni.cncf.io/v1")
     assert nads["resources"][0]["kind"] == "NetworkAttachmentDefinition"
+    _, dra = await call(http, "GET", "/apis/resource.k8s.io/v1")
+    scoped = {r["name"]: r["namespaced"] for r in dra["resources"]}
+    assert scoped == {
+        "resourceclaims": True,
+        "resourceclaims/status": True,
+        "resourceslices": False,
+    }
 
 
 async def test_python_api_seeds_objects_that_clients_see(
