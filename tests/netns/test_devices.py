@@ -263,3 +263,33 @@ async def test_dra_devices_through_the_api(lab: Lab, tmp_path: Path) -> None:
             await engine.delete(delete, MultusConfig.parse(stdin))
     assert set(lab.links(sandbox.netns)) == {"lo"}
     assert world.allocations() == {}
+
+
+class CountingDevices:
+    """A `Devices` fake: fixed devices, and how often it was asked."""
+
+    def __init__(self, info_dir: str, devices: dict[str, list[str]]) -> None:
+        self.info_dir = info_dir
+        self.devices = devices
+        self.asked = 0
+
+    async def assigned(self, pod: Any) -> dict[str, list[str]]:
+        self.asked += 1
+        return self.devices
+
+
+async def test_devices_are_asked_only_for_pods_whose_nads_name_a_resource(lab: Lab) -> None:
+    world, sandbox, _, records = sriov_world(lab)
+    world.nad("plain", {"cniVersion": "1.0.0", "type": "sriov", "name": "plain"})
+    plain = world.pod("plain", "plain")
+    fake = CountingDevices(str(world.root / "devinfo"), {RESOURCE: ["v0", "v1"]})
+    engine = Engine(source=LocalSource(str(world.manifests)), devices=fake)
+    stdin = json.dumps(world.config).encode()
+    for box in (plain, sandbox):
+        for command in ("ADD", "DEL"):
+            request = Request.from_env(world.env(command, box), stdin)
+            await engine.run(request, MultusConfig.parse(stdin))
+    assert fake.asked == 1  # the ADD of the sriov pod; never for DEL or the plain pod
+    assert received(records, "net1")["deviceID"] == "v0"
+    assert set(lab.links(sandbox.netns)) == {"lo"}
+    assert world.allocations() == {}
