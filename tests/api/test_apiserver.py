@@ -649,6 +649,13 @@ async def test_discovery_documents(http: aiohttp.ClientSession):
     assert {"pods", "pods/status", "events"} <= {r["name"] for r in core["resources"]}
     _, nads = await call(http, "GET", "/apis/k8s.cni.cncf.io/v1")
     assert nads["resources"][0]["kind"] == "NetworkAttachmentDefinition"
+    _, dra = await call(http, "GET", "/apis/resource.k8s.io/v1")
+    scoped = {r["name"]: r["namespaced"] for r in dra["resources"]}
+    assert scoped == {
+        "resourceclaims": True,
+        "resourceclaims/status": True,
+        "resourceslices": False,
+    }
 
 
 async def test_python_api_seeds_objects_that_clients_see(

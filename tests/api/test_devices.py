@@ -272,3 +272,23 @@ async def test_an_unallocated_claim_is_an_error(source: KubeSource) -> None:
         await source.devices.assigned(dra_pod("pending"))
     assert caught.value.code == Code.TRY_AGAIN_LATER
     assert "ResourceClaim ns/pending has no device allocation" in caught.value.msg
+
+
+async def test_without_watch_on_slices_every_pod_lists(
+    api: ApiServerDouble, source: KubeSource
+) -> None:
+    """Upstream HEAD's role: get/list on resourceslices, no watch."""
+    api.fail_next(10_000, code=403, verb="watch", resource="resourceslices")
+    dra = source.devices.dra
+    assert dra is not None and dra.slices is not None
+    await dra.pod_devices(dra_pod("nets"))  # starts the slice watch, which is refused
+    # A second watch request means the first one's 403 was handled.
+    await api.until(lambda: api.count("watch", "resourceslices") >= 2, timeout=WAIT)
+    # A VF published after the cache's list: the cache would not know it.
+    api.update(
+        resource_slice("n1-vfs", NODE, "sriov.example.com", [vf("vf0", "0000:03:00.3"),
+                       vf("vf1", "0000:03:00.6")])
+    )  # fmt: skip
+    api.reset_requests()
+    assert await dra.pod_devices(dra_pod("nets")) == {SRIOV: ["0000:03:00.3", "0000:03:00.6"]}
+    assert api.requests()[("list", "resourceslices")] == 1

@@ -39,6 +39,9 @@ case "$CNI_COMMAND" in
 VERSION) echo '{{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}}'; exit 0;;
 esac
 cat > "$dir/$CNI_COMMAND-$CNI_IFNAME.json"
+if [ "$CNI_COMMAND" = ADD ] && [ -e "$dir/fail-$CNI_IFNAME" ]; then
+  echo '{{"cniVersion":"1.0.0","code":11,"msg":"no VF free"}}'; exit 1
+fi
 if [ "$CNI_COMMAND" = ADD ]; then
   printf '{{"cniVersion":"1.0.0","interfaces":[{{"name":"%s","sandbox":"%s"}}]}}' \\
     "$CNI_IFNAME" "$CNI_NETNS"
@@ -131,6 +134,29 @@ async def test_two_networks_of_one_resource_get_two_devices(lab: Lab) -> None:
     await run(world, sandbox, devices, "DEL")
     assert not cni_a.exists()
     assert json.loads((records / "DEL-net1.json").read_text())["deviceID"] == "0000:3b:02.0"
+    assert set(lab.links(sandbox.netns)) == {"lo"}
+    assert world.allocations() == {}
+
+
+async def test_a_failed_add_removes_the_device_info_it_copied(lab: Lab) -> None:
+    world, sandbox, _, records = sriov_world(lab)
+    info_dir = world.root / "devinfo"
+    (info_dir / "dp").mkdir(parents=True)
+    for vf in VFS:
+        (info_dir / "dp" / deviceinfo.dp_file_name(RESOURCE, vf)).write_text(
+            deviceinfo.serialise(deviceinfo.pci(vf))
+        )
+    checkpoint = world.root / "kubelet_internal_checkpoint"
+    entry = {"PodUID": sandbox.uid, "ContainerName": "app", "ResourceName": RESOURCE}
+    write_checkpoint(str(checkpoint), [{**entry, "DeviceIDs": {"0": VFS}}])
+    devices = PodDevices(
+        socket=str(world.root / "absent.sock"), checkpoint=str(checkpoint), info_dir=str(info_dir)
+    )
+    (records / "fail-net2").write_text("")
+    with pytest.raises(CNIError, match="no VF free"):
+        await run(world, sandbox, devices, "ADD")
+    assert (records / "DEL-net1.json").exists()  # rolled back
+    assert os.listdir(info_dir / "cni") == []
     assert set(lab.links(sandbox.netns)) == {"lo"}
     assert world.allocations() == {}
 
@@ -235,5 +261,35 @@ async def test_dra_devices_through_the_api(lab: Lab, tmp_path: Path) -> None:
             assert received(records, "net2")["deviceID"] == "0000:3b:02.1"
             delete = Request.from_env(world.env("DEL", sandbox), stdin)
             await engine.delete(delete, MultusConfig.parse(stdin))
+    assert set(lab.links(sandbox.netns)) == {"lo"}
+    assert world.allocations() == {}
+
+
+class CountingDevices:
+    """A `Devices` fake: fixed devices, and how often it was asked."""
+
+    def __init__(self, info_dir: str, devices: dict[str, list[str]]) -> None:
+        self.info_dir = info_dir
+        self.devices = devices
+        self.asked = 0
+
+    async def assigned(self, pod: Any) -> dict[str, list[str]]:
+        self.asked += 1
+        return self.devices
+
+
+async def test_devices_are_asked_only_for_pods_whose_nads_name_a_resource(lab: Lab) -> None:
+    world, sandbox, _, records = sriov_world(lab)
+    world.nad("plain", {"cniVersion": "1.0.0", "type": "sriov", "name": "plain"})
+    plain = world.pod("plain", "plain")
+    fake = CountingDevices(str(world.root / "devinfo"), {RESOURCE: ["v0", "v1"]})
+    engine = Engine(source=LocalSource(str(world.manifests)), devices=fake)
+    stdin = json.dumps(world.config).encode()
+    for box in (plain, sandbox):
+        for command in ("ADD", "DEL"):
+            request = Request.from_env(world.env(command, box), stdin)
+            await engine.run(request, MultusConfig.parse(stdin))
+    assert fake.asked == 1  # the ADD of the sriov pod; never for DEL or the plain pod
+    assert received(records, "net1")["deviceID"] == "v0"
     assert set(lab.links(sandbox.netns)) == {"lo"}
     assert world.allocations() == {}

@@ -92,7 +92,10 @@ class _Codec(CodecBase):
     def decode(self, data: bytes, message_type: type[BaseMessage]) -> BaseMessage:
         if len(data) > MAX_MESSAGE:
             raise ValueError(f"the kubelet's answer is larger than {MAX_MESSAGE} bytes")
-        return message_type.loads(data)
+        try:
+            return message_type.loads(data)
+        except Exception as err:  # pure-protobuf's own errors, or a truncated message
+            raise ValueError(f"the kubelet's answer does not decode: {err}") from err
 
 
 class KubeletError(Exception):

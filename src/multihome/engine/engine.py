@@ -490,9 +490,11 @@ class Engine:
     ) -> None:
         statuses = []
         added = []
-        infos = await asyncio.to_thread(
-            lambda: [devicefiles.read(a.device_info_file) for a in plan.attachments]
-        )
+        infos: list[dict[str, Any] | None] = [None] * len(plan.attachments)
+        if any(a.device_info_file for a in plan.attachments):
+            infos = await asyncio.to_thread(
+                lambda: [devicefiles.read(a.device_info_file) for a in plan.attachments]
+            )
         for attachment, result, info in zip(plan.attachments, results, infos, strict=True):
             statuses += network_statuses(
                 result,
