@@ -80,8 +80,9 @@ class Podman:
         ]
 
     def __call__(self, *args: str, check: bool = True) -> str:
+        argv = [*self.argv, *args]
         proc = subprocess.run(
-            [*self.argv, *args], env=self.env, capture_output=True, text=True, timeout=120
+            argv, check=False, env=self.env, capture_output=True, text=True, timeout=120
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)}: {proc.stderr}")
