@@ -310,6 +310,20 @@ async def test_version_info_is_cached_per_binary_and_mtime(bindir: Path, tmp_pat
     assert runs.read_text().count("run") == 2
 
 
+async def test_the_daemons_metered_runner_shares_the_version_cache(
+    bindir: Path, tmp_path: Path
+) -> None:
+    from multihome.daemon.metrics import MeteredExec, Metrics
+
+    runs = tmp_path / "runs"
+    answer = '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}'
+    write_plugin(bindir, "p", f"echo run >> {runs}; echo '{answer}'\n")
+    executor = MeteredExec(SubprocessExec(), Metrics())
+    for _ in range(3):
+        await version_info("p", cni_path=[str(bindir)], executor=executor)
+    assert runs.read_text().count("run") == 1
+
+
 async def test_version_of_a_plugin_older_than_the_version_command(bindir: Path) -> None:
     write_plugin(
         bindir, "p", """echo '{"code":100,"msg":"unknown CNI_COMMAND: VERSION"}'; exit 1\n"""

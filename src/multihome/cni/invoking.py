@@ -23,7 +23,7 @@ from .config import NetConf, NetConfList, RawJSON, RawObject
 from .errors import CNIError, Code
 from .finding import quote
 from .output import PluginInfo, check_outcome, decode_result, decode_version_info, plugin_error
-from .process import Exec, RuntimeConf, SubprocessExec, default_exec, plugin_env
+from .process import Exec, RuntimeConf, default_exec, plugin_env
 from .request import validate_container_id, validate_ifname, validate_network_name
 from .result import Result
 
@@ -42,7 +42,10 @@ async def version_info(
     """Ask a plugin which spec versions it speaks (cached per binary path and mtime)."""
     executor = executor or default_exec()
     path = executor.find(plugin_type, cni_path)
-    cache = executor.versions if isinstance(executor, SubprocessExec) else None
+    # A SubprocessExec, or a wrapper that shares its cache (the daemon's MeteredExec).
+    cache: dict[str, tuple[tuple[int, int, int], PluginInfo]] | None = getattr(
+        executor, "versions", None
+    )
     stamp = _stamp(path) if cache is not None else None
     if cache is not None and stamp is not None and path in cache and cache[path][0] == stamp:
         return cache[path][1]

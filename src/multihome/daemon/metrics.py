@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -232,6 +233,11 @@ class MeteredExec:
 
     def find(self, plugin_type: str, paths: Sequence[str]) -> str:
         return self.inner.find(plugin_type, paths)
+
+    @property
+    def versions(self) -> dict[str, Any] | None:
+        """The inner runner's VERSION cache (`multihome.cni.invoking.version_info`)."""
+        return getattr(self.inner, "versions", None)
 
     async def run(self, path: str, *, stdin: bytes, env: Mapping[str, str]) -> Outcome:
         started = time.monotonic()

@@ -237,3 +237,28 @@ def test_added_interface_events_per_add_or_per_interface(
     messages = [json.loads(line)["message"] for line in lines]
     assert len(messages) == expected
     assert "Add net2 [] from default/b" in messages[-1]
+
+
+def test_a_plugin_that_hangs_on_version_is_run_anyway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import multihome.engine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PROBE_TIMEOUT", 0.05)
+    config = _world(tmp_path, "a")
+    fake = FakeExec({"cluster-plugin": _added, "plugin-a": _added})
+
+    class HangsOnVersion:
+        def find(self, plugin_type: str, paths: Any) -> str:
+            return fake.find(plugin_type, paths)
+
+        async def run(self, path: str, *, stdin: bytes, env: Any) -> Any:
+            if env.get("CNI_COMMAND") == "VERSION" and path.endswith("/plugin-a"):
+                await asyncio.Event().wait()  # never answers: the probe's bound ends it
+            return await fake.run(path, stdin=stdin, env=env)
+
+    caplog.set_level("INFO", logger="multihome.engine.engine")
+    asyncio.run(Engine(executor=HangsOnVersion()).handle(_request("ADD", config)))
+
+    assert ("plugin-a", "ADD") in fake.commands()
+    assert "'plugin-a' of network 'default/a' did not answer VERSION" in caplog.text
