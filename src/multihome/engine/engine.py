@@ -544,10 +544,12 @@ class Engine:
             )
         await asyncio.to_thread(cache.remove, request.container_id)
         if source is not None and record.pod_name:
+            # Best effort, and bounded: a DEL answers whatever the API does.
             with contextlib.suppress(Exception):
-                pod = await source.get_pod(record.pod_namespace, record.pod_name)
-                if pod is not None:
-                    await source.set_network_status(pod, None)
+                async with asyncio.timeout(self.status_budget):
+                    pod = await source.get_pod(record.pod_namespace, record.pod_name)
+                    if pod is not None:
+                        await source.set_network_status(pod, None)
         return cached
 
     async def _record_without_cache(
