@@ -239,6 +239,15 @@ class Engine:
             results = await self._add_all(plan, record, config, request, outcome)
             await self._verify_namespace(plan, request)
             await self._move_default_routes(plan, request)
+            if request.netns and not await asyncio.to_thread(os.path.exists, request.netns):
+                # The runtime tore the sandbox down while the chains ran: its
+                # interfaces went with it; "ok" would describe nothing.
+                raise CNIError(
+                    Code.CONTAINER_UNKNOWN,
+                    f"pod {plan.namespace}/{plan.name}: the network namespace "
+                    f"{request.netns} was removed during ADD",
+                    "the sandbox is gone; the runtime makes a new one and retries",
+                )
             # What DEL needs is part of the attachment: a record that cannot be
             # saved (disk full) undoes the ADD.
             await asyncio.to_thread(cache.save, record)
