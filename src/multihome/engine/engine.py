@@ -229,6 +229,7 @@ class Engine:
             raise error.prefixed(f"pod {plan.namespace}/{plan.name}")
 
         record = _record(request, config, plan)
+        had_netns = bool(request.netns) and await asyncio.to_thread(os.path.exists, request.netns)
         # Written before anything runs: a crash from here on leaves a record
         # that DEL (or the next ADD) uses to clean up.
         await asyncio.to_thread(cache.save, record)
@@ -239,7 +240,7 @@ class Engine:
             results = await self._add_all(plan, record, config, request, outcome)
             await self._verify_namespace(plan, request)
             await self._move_default_routes(plan, request)
-            if request.netns and not await asyncio.to_thread(os.path.exists, request.netns):
+            if had_netns and not await asyncio.to_thread(os.path.exists, request.netns):
                 # The runtime tore the sandbox down while the chains ran: its
                 # interfaces went with it; "ok" would describe nothing.
                 raise CNIError(

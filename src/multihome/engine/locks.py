@@ -37,6 +37,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from multihome.cni.errors import CNIError, Code
+
 _NODE_LOCK = ".gc.lock"
 _SUFFIX = ".lock"
 
@@ -53,12 +55,20 @@ def lock_path(cache_dir: str | os.PathLike[str], container_id: str) -> Path:
 async def container_lock(
     cache_dir: str | os.PathLike[str], container_id: str, *, timeout: float | None = None
 ) -> AsyncIterator[None]:
-    """Hold ``container_id``'s lock (waiting for GC to finish first)."""
+    """Hold ``container_id``'s lock (waiting for GC to finish first).
+
+    A lock that cannot be made (the cache dir is a file, read-only, full) is
+    a `CNIError` naming the path.
+    """
     directory = Path(cache_dir)
-    await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
     deadline = None if timeout is None else time.monotonic() + timeout
-    async with _flock(directory / _NODE_LOCK, fcntl.LOCK_SH, deadline):
-        fd = await _acquire_transient(lock_path(directory, container_id), deadline)
+    try:
+        # Not in a thread: two syscalls, and thin mode would start a pool for them.
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        async with _flock(directory / _NODE_LOCK, fcntl.LOCK_SH, deadline):
+            fd = await _acquire_transient(lock_path(directory, container_id), deadline)
+    except OSError as err:
+        raise _unusable(directory, err) from err
     try:
         yield
     finally:
@@ -69,9 +79,21 @@ async def container_lock(
 async def gc_lock(cache_dir: str | os.PathLike[str]) -> AsyncIterator[set[str]]:
     """Hold the node lock exclusively; yields the containers whose commands are in flight."""
     directory = Path(cache_dir)
-    await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
-    async with _flock(directory / _NODE_LOCK, fcntl.LOCK_EX, None):
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            await stack.enter_async_context(_flock(directory / _NODE_LOCK, fcntl.LOCK_EX, None))
+        except OSError as err:
+            raise _unusable(directory, err) from err
         yield await asyncio.to_thread(_held, directory)
+
+
+def _unusable(directory: Path, err: OSError) -> CNIError:
+    return CNIError(
+        Code.IO_FAILURE,
+        f"cannot lock in the attachment cache {directory}: {err.strerror or err}",
+        "the cache dir (cniDir/multihome) must be a writable directory with free space",
+    )
 
 
 def try_container_lock(cache_dir: str | os.PathLike[str], container_id: str) -> int | None:
