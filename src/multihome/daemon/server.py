@@ -38,7 +38,7 @@ from multihome.cluster.credentials import CredentialsError
 from multihome.cluster.kube import KubeSource
 from multihome.cluster.local import LocalSource
 from multihome.cluster.source import Source
-from multihome.cni.errors import CNIError, Code
+from multihome.cni.errors import CNIError
 from multihome.cni.process import Exec, SubprocessExec
 from multihome.cni.request import Request
 from multihome.engine import statuswrites
@@ -50,13 +50,15 @@ from .admission import Admission, pod_of
 from .confgen import ConfigManager
 from .config import DaemonConfig
 from .jobs import Jobs
-from .listening import ListenError, listen, remove_socket
+from .listening import GuardedSockSite, ListenError, ReadDeadlines, listen, remove_socket
 from .metrics import LiveValues, MeteredExec, Metrics, metrics_app
 from .plugingroups import PluginGroups
 from .status import list_attachments
 
 log = logging.getLogger(__name__)
 
+#: Seconds a client has to send a whole request (head and body; upstream: none).
+REQUEST_READ_TIMEOUT = 10.0
 #: Shutdown: requests in flight are cancelled (and roll back) at 75 % of
 #: shutdownTimeoutSeconds; at 90 % the plugins still running are killed.
 SHUTDOWN_CANCEL_AT = 0.75
@@ -93,8 +95,11 @@ class Daemon:
         executor: Exec | None = None,
         source: Source | None = None,
         allow_non_root: bool = False,
+        read_timeout: float = REQUEST_READ_TIMEOUT,
     ) -> None:
         self.config = config
+        #: A request's head and body must arrive within this (slow clients are cut off).
+        self.deadlines = ReadDeadlines(read_timeout)
         self.allow_non_root = allow_non_root
         self.metrics = Metrics(
             LiveValues(
@@ -180,7 +185,7 @@ class Daemon:
             sock, self._socket_inode = listen(self.config.socket_dir, self.config.socket_path)
         except ListenError as err:
             raise DaemonError(str(err)) from err
-        await web.SockSite(self._runner, sock).start()
+        await GuardedSockSite(self._runner, sock, self.deadlines).start()
         log.info(
             "multihome daemon %s listening on %s (source: %s)",
             __version__,
@@ -343,11 +348,10 @@ class Daemon:
                 log.warning("%s failed: %s", command or "request", err)
                 raise
             except Exception as err:
-                outcome = str(int(Code.INTERNAL))
-                log.exception("%s: internal error", command or "request")
-                raise CNIError(
-                    Code.INTERNAL, f"internal error in the multihome daemon: {err}"
-                ) from err
+                error = wire.unexpected(err)
+                outcome = str(int(error.code))
+                log.warning("%s failed: %s", command or "request", error)
+                raise error from err
             finally:
                 self.metrics.observe_request(command, outcome, time.monotonic() - started)
 

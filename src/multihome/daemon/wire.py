@@ -81,12 +81,15 @@ class _Api:
         version = "1.0.0"
         try:
             env, stdin, _ = _decode_call(await self._body(http))
-            version = cni_version_of(stdin) or version
+            version = _version_of(stdin) or version
             text = await self.daemon.cni(env, stdin, request_id=request_id)
         except CNIError as err:
             return _shim_answer(err.to_json(version) + "\n", code=1, status=_status_of(err))
         except _TooLarge as err:
             return _shim_answer(err.error.to_json(version) + "\n", code=1, status=413)
+        except Exception as err:
+            error = unexpected(err)
+            return _shim_answer(error.to_json(version) + "\n", code=1, status=_status_of(error))
         return _shim_answer(text + "\n" if text else "", code=0, status=200)
 
     async def attachments(self, _: web.Request) -> web.Response:
@@ -132,7 +135,7 @@ class _Api:
         version = "1.0.0"
         try:
             env, stdin, _ = _decode_call(await self._body(http))
-            version = cni_version_of(stdin) or version
+            version = _version_of(stdin) or version
             text = await self.daemon.cni(
                 self._multus_env(env),
                 stdin,
@@ -142,6 +145,8 @@ class _Api:
             return _multus_error(err, version, status=400)
         except _TooLarge as err:
             return _multus_error(err.error, version, status=413)
+        except Exception as err:
+            return _multus_error(unexpected(err), version, status=400)
         if env.get("CNI_COMMAND") != "ADD":
             return web.Response(status=200)
         return _multus_result(Result.parse(text))
@@ -153,7 +158,7 @@ class _Api:
         request_id = http.headers.get(REQUEST_ID_HEADER) or new_id()
         try:
             env, stdin, attributes = _decode_call(await self._body(http))
-            version = cni_version_of(stdin) or version
+            version = _version_of(stdin) or version
             env = self._multus_env(env)
             with logs.bound(
                 request=request_id,
@@ -185,6 +190,8 @@ class _Api:
             return _multus_error(err, version, status=400)
         except _TooLarge as err:
             return _multus_error(err.error, version, status=413)
+        except Exception as err:
+            return _multus_error(unexpected(err), version, status=400)
         if result and result[0] is not None:
             return _multus_result(result[0])
         return web.Response(status=200)
@@ -214,13 +221,37 @@ class _Api:
         limit = self.daemon.config.max_request_bytes
         if http.content_length is not None and http.content_length > limit:
             raise _TooLarge(limit, http.content_length)
+        timeout = self.daemon.deadlines.timeout
         try:
-            return await http.read()
+            async with asyncio.timeout(timeout):
+                return await http.read()
         except web.HTTPRequestEntityTooLarge as err:
             raise _TooLarge(limit, None) from err
+        except TimeoutError:
+            raise CNIError(
+                Code.IO_FAILURE,
+                f"the request's body did not arrive within {timeout:g} s",
+                "the client sends too slowly; the daemon reads a request for a bounded time",
+            ) from None
 
     @web.middleware
     async def count_requests(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        metrics = self.daemon.metrics
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "NotFound"
+        deadlines = self.daemon.deadlines
+        deadlines.disarm(request.transport)  # the head is in; serving takes what it takes
+        try:
+            response = await self._handle(request, handler)
+        finally:
+            if request.transport is not None:
+                deadlines.arm(request.transport)  # the next request must come in time too
+        metrics.http_requests.labels(name, str(response.status), request.method).inc()
+        return response
+
+    async def _handle(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         metrics = self.daemon.metrics
@@ -235,7 +266,6 @@ class _Api:
             else:
                 metrics.http_requests.labels(name, str(err.status), request.method).inc()
                 raise
-        metrics.http_requests.labels(name, str(response.status), request.method).inc()
         return response
 
 
@@ -285,11 +315,28 @@ def _malformed(what: str) -> CNIError:
 
 
 def _status_of(err: CNIError) -> int:
-    if err.code == Code.TRY_AGAIN_LATER:
-        return 503
-    if err.code == Code.INTERNAL:
-        return 500
-    return 400
+    # Never 500: a shim (or a proxy) reads a 5xx as "retry", and most internal
+    # errors are permanent; the body and X-CNI-Exit-Code say what happened.
+    return 503 if err.code == Code.TRY_AGAIN_LATER else 400
+
+
+def unexpected(err: Exception) -> CNIError:
+    """Any exception as a CNI error with the spec's code: never an HTTP 500."""
+    if isinstance(err, RecursionError):
+        return CNIError(
+            Code.DECODE_FAILURE,
+            "the request is nested too deeply to decode",
+            "a CNI configuration is a few levels of JSON objects and lists",
+        )
+    log.error("internal error: %s", err, exc_info=err)
+    return CNIError(Code.INTERNAL, f"internal error in the multihome daemon: {err}")
+
+
+def _version_of(stdin: bytes) -> str:
+    try:
+        return cni_version_of(stdin)
+    except RecursionError:
+        return ""
 
 
 def _shim_answer(body: str, *, code: int, status: int) -> web.Response:

@@ -241,6 +241,7 @@ class Engine:
             raise error.prefixed(f"pod {plan.namespace}/{plan.name}")
 
         record = _record(request, config, plan, pod)
+        had_netns = bool(request.netns) and await asyncio.to_thread(os.path.exists, request.netns)
         # Written before anything runs: a crash from here on leaves a record
         # that DEL (or the next ADD) uses to clean up.
         await asyncio.to_thread(cache.save, record)
@@ -251,6 +252,15 @@ class Engine:
             results = await self._add_all(plan, record, config, request, outcome)
             await self._verify_namespace(plan, request)
             await self._move_default_routes(plan, request)
+            if had_netns and not await asyncio.to_thread(os.path.exists, request.netns):
+                # The runtime tore the sandbox down while the chains ran: its
+                # interfaces went with it; "ok" would describe nothing.
+                raise CNIError(
+                    Code.CONTAINER_UNKNOWN,
+                    f"pod {plan.namespace}/{plan.name}: the network namespace "
+                    f"{request.netns} was removed during ADD",
+                    "the sandbox is gone; the runtime makes a new one and retries",
+                )
             # What DEL needs is part of the attachment: a record that cannot be
             # saved (disk full) undoes the ADD.
             await asyncio.to_thread(cache.save, record)
@@ -604,7 +614,10 @@ class Engine:
         if source is not None and record.pod_name:
             # Only the incarnation this sandbox belonged to: a pod recreated
             # under the same name (a StatefulSet's) keeps its network-status.
-            await _quietly(source.set_network_status(_sandbox_pod(record), None))
+            # Best effort, and bounded: a DEL answers whatever the API does.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.status_budget):
+                    await _quietly(source.set_network_status(_sandbox_pod(record), None))
         return cached
 
     async def _record_without_cache(

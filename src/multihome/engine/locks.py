@@ -64,28 +64,23 @@ async def container_lock(
 ) -> AsyncIterator[None]:
     """Hold ``container_id``'s lock (waiting for GC to finish first).
 
-    A cache dir where no lock file can be made (read-only, full, not a
-    directory) is CNI error 5 naming it; with ``best_effort`` (DEL) the
-    command runs without the lock instead: no ADD can record anything there
-    either, so nothing can race it, and DEL still releases what it can.
+    A lock that cannot be made (the cache dir is a file, read-only, full) is
+    a `CNIError` naming the path; with ``best_effort`` (DEL) the command runs
+    without the lock instead: no ADD can record anything there either, so
+    nothing can race it, and DEL still releases what it can.
     """
     directory = Path(cache_dir)
     path = lock_path(directory, container_id)
     deadline = None if timeout is None else time.monotonic() + timeout
     fd: int | None = None
     try:
-        await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
+        # Not in a thread: two syscalls, and thin mode would start a pool for them.
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         async with _flock(directory / _NODE_LOCK, fcntl.LOCK_SH, deadline):
             fd = await _acquire_transient(path, deadline)
     except OSError as err:
         if not best_effort:
-            raise CNIError(
-                Code.IO_FAILURE,
-                f"cannot lock container {container_id} in the attachment cache {directory}: "
-                f"{err.strerror or err}",
-                "the attachment cache (cniDir/multihome) must be a writable directory with "
-                "free space",
-            ) from err
+            raise _unusable(directory, err) from err
         log.warning("no lock for container %s in %s: %s", container_id, directory, err)
     try:
         yield
@@ -98,9 +93,21 @@ async def container_lock(
 async def gc_lock(cache_dir: str | os.PathLike[str]) -> AsyncIterator[set[str]]:
     """Hold the node lock exclusively; yields the containers whose commands are in flight."""
     directory = Path(cache_dir)
-    await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
-    async with _flock(directory / _NODE_LOCK, fcntl.LOCK_EX, None):
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            await stack.enter_async_context(_flock(directory / _NODE_LOCK, fcntl.LOCK_EX, None))
+        except OSError as err:
+            raise _unusable(directory, err) from err
         yield await asyncio.to_thread(_held, directory)
+
+
+def _unusable(directory: Path, err: OSError) -> CNIError:
+    return CNIError(
+        Code.IO_FAILURE,
+        f"cannot lock in the attachment cache {directory}: {err.strerror or err}",
+        "the cache dir (cniDir/multihome) must be a writable directory with free space",
+    )
 
 
 def try_container_lock(cache_dir: str | os.PathLike[str], container_id: str) -> int | None:

@@ -77,6 +77,11 @@ DEAD_KEYS = {
 _FIELDS = (*_STRINGS, *_BOOLS, *_STRING_LISTS, *_OTHER, *DEAD_KEYS)
 
 
+#: Networks attached at once by default: enough for a pod's usual handful in
+#: the time of one, and a bound on the processes one request starts.
+DEFAULT_MAX_PARALLEL_DELEGATES = 8
+
+
 @dataclass(frozen=True)
 class LogOptions:
     max_age: int | None = None
@@ -117,7 +122,8 @@ class MultusConfig:
     manifest_dir: str = ""
     parallel_delegates: bool = True
     #: At most this many delegates run at once when parallelDelegates is on; 0: no limit.
-    max_parallel_delegates: int = 0
+    #: Each delegate is a chain of plugin processes (and their IPAM plugins).
+    max_parallel_delegates: int = DEFAULT_MAX_PARALLEL_DELEGATES
     #: Things the caller should log (dead keys, an unknown logLevel).
     notices: tuple[Finding, ...] = ()
     #: Keys that matched nothing (ignored, as upstream ignores them).

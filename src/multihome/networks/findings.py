@@ -52,6 +52,12 @@ RULES: dict[str, Rule] = _rules(
     ),
     Rule("selection-not-list", "error", "the JSON form is not a list", "wrap the object(s) in [ ]"),
     Rule(
+        "selection-too-many",
+        "error",
+        "the pod asks for more than 100 networks",
+        "attach at most 100 networks to one pod; split the workload across pods",
+    ),
+    Rule(
         "selection-element-invalid",
         "error",
         "an element of the JSON list is not an object",

@@ -109,6 +109,11 @@ class NetworkSelection:
         return f"{self.namespace}/{self.name}"
 
 
+#: Networks one pod may ask for: far above any real pod, and a bound on the
+#: plugin processes one request starts (each network is a chain of plugins).
+MAX_NETWORKS_PER_POD = 100
+
+
 def is_json_form(value: str) -> bool:
     return any(c in value for c in '[{"')
 
@@ -134,6 +139,13 @@ def parse_selection(
         selections = _parse_json(value, namespace, root, findings)
     else:
         selections = _parse_text(value, namespace, root, findings)
+    if len(selections) > MAX_NETWORKS_PER_POD:
+        findings.add(
+            "selection-too-many",
+            root,
+            f"the pod asks for {len(selections)} networks; at most {MAX_NETWORKS_PER_POD} "
+            "are attached to one pod",
+        )
     return selections, findings.as_list()
 
 

@@ -33,7 +33,7 @@ def test_defaults() -> None:
     assert (
         config.parallel_delegates is True
     )  # on by default: secondary networks attach side by side
-    assert config.max_parallel_delegates == 0
+    assert config.max_parallel_delegates == 8  # bounded: one pod must not fork thousands
     assert config.notices == ()
 
 

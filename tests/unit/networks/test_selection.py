@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from multihome.networks.selection import (
+    MAX_NETWORKS_PER_POD,
     Bandwidth,
     NetworkSelection,
     PortMapping,
@@ -487,3 +488,22 @@ def test_non_string_value_is_a_pod_finding() -> None:
 def test_root_names_the_annotation_in_paths() -> None:
     _, findings = parse_selection("Bad", namespace="n", root="default-network")
     assert findings[0].path == "default-network[0].name"
+
+
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_more_networks_than_a_pod_may_have_is_one_error(form: str) -> None:
+    names = [f"net-{i}" for i in range(MAX_NETWORKS_PER_POD + 1)]
+    value = ",".join(names) if form == "text" else json.dumps([{"name": n} for n in names])
+
+    selections, findings = parse_selection(value, namespace="default")
+
+    assert len(selections) == MAX_NETWORKS_PER_POD + 1
+    [finding] = findings
+    assert (finding.code, finding.severity, finding.path) == (
+        "selection-too-many",
+        "error",
+        "networks",
+    )
+    assert f"{MAX_NETWORKS_PER_POD + 1} networks" in finding.message
+    _, at_most = parse_selection(",".join(names[:-1]), namespace="default")
+    assert at_most == []
