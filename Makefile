@@ -36,7 +36,7 @@ shim:
 FUZZ_EXAMPLES ?= 6000
 fuzz:
 	MULTIHOME_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MULTIHOME_FUZZ_REPORT=fuzz-report.txt \
-	  $(VENV)/bin/pytest -q --hypothesis-show-statistics tests/faults/test_fuzz.py \
+	  $(VENV)/bin/pytest -q --timeout=7200 --hypothesis-show-statistics tests/faults/test_fuzz.py \
 	  tests/e2e/test_shim.py -k fuzz
 
 # Removes namespaces and links that an interrupted test run left behind.
