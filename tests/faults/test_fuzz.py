@@ -200,9 +200,11 @@ env_members = st.fixed_dictionaries(
         "CNI_COMMAND": st.sampled_from(["DEL", "CHECK", "VERSION", "GC", "STATUS", "add", ""]),
         "CNI_CONTAINERID": st.one_of(st.sampled_from(["", "-x", "a" * 245, "c\udcff"]), text),
         "CNI_IFNAME": st.one_of(st.sampled_from(["", "eth0", "x" * 16, "e/1", "e\udcff"]), text),
-        "CNI_NETNS": st.sampled_from(["", "/nonexistent/ns", "relative", "/dev/null"]),
-        "CNI_ARGS": st.one_of(st.sampled_from(["", "a", "K8S_POD_NAME=missing", "=;="]), text),
-        "CNI_PATH": st.sampled_from(["", "/nonexistent"]),
+        "CNI_NETNS": st.sampled_from(["", "/nonexistent/ns", "relative", "/dev/null", "/x\udcff"]),
+        "CNI_ARGS": st.one_of(
+            st.sampled_from(["", "a", "K8S_POD_NAME=missing", "=;=", "K8S_POD_NAME=p\udcff"]), text
+        ),
+        "CNI_PATH": st.sampled_from(["", "/nonexistent", "/usr/lib/cni:/x\udcff"]),
     },
 )
 
