@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test unit lint demo bench bench-quick shim clean sweep
+.PHONY: setup test unit lint demo bench bench-quick shim clean sweep fuzz
 
 setup:
 	bash scripts/setup
@@ -30,6 +30,14 @@ bench-quick:
 
 shim:
 	$(MAKE) -C shim
+
+# The long fuzz run (docs/limits.md): the thin plugin on a real node, and the
+# shim's input; the counts of answers go to fuzz-report.txt.
+FUZZ_EXAMPLES ?= 6000
+fuzz:
+	MULTIHOME_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MULTIHOME_FUZZ_REPORT=fuzz-report.txt \
+	  $(VENV)/bin/pytest -q --timeout=7200 --hypothesis-show-statistics tests/faults/test_fuzz.py \
+	  tests/e2e/test_shim.py -k fuzz
 
 # Removes namespaces and links that an interrupted test run left behind.
 sweep:

@@ -535,6 +535,9 @@ def test_binary_is_statically_linked(shim: Path) -> None:
 
 # ---- light fuzzing: the shim never crashes and always prints JSON ----
 
+# `make fuzz` runs many more.
+FUZZ_EXAMPLES = int(os.environ.get("MULTIHOME_FUZZ_EXAMPLES", "0"))
+
 env_values = st.binary(max_size=40).map(lambda b: b.replace(b"\x00", b""))
 env_names = st.one_of(
     st.sampled_from([b"CNI_COMMAND", b"CNI_CONTAINERID", b"CNI_NETNS", b"CNI_ARGS", b"CNI_PATH"]),
@@ -575,7 +578,7 @@ def fuzz_daemon(fuzz_dir: Path) -> Iterator[FakeDaemon]:
         yield fake
 
 
-@settings(max_examples=200)
+@settings(max_examples=FUZZ_EXAMPLES or 200)
 @given(env=st.dictionaries(env_names, env_values, max_size=6), tail=st.binary(max_size=200))
 def test_fuzz_requests_arrive_intact(
     shim: Path, fuzz_daemon: FakeDaemon, env: dict[bytes, bytes], tail: bytes
@@ -595,7 +598,7 @@ def test_fuzz_requests_arrive_intact(
     assert sent == env
 
 
-@settings(max_examples=150)
+@settings(max_examples=FUZZ_EXAMPLES or 150)
 @given(
     members=shim_members,
     ascii_only=st.booleans(),

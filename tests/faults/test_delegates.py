@@ -30,7 +30,7 @@ pytestmark = pytest.mark.netns
         ("hang", Code.TRY_AGAIN_LATER, "did not finish ADD within"),
         ("sigkill", Code.INTERNAL, "killed by signal SIGKILL"),
         ("garbage", Code.DECODE_FAILURE, "failed to decode the result"),
-        ("huge", Code.DECODE_FAILURE, "printed more than 1048576 bytes on stdout"),
+        ("huge", Code.DECODE_FAILURE, "printed more than 262144 bytes on stdout"),
     ],
 )
 def test_a_failing_add_leaves_nothing(node: Node, behaviour: str, code: int, says: str) -> None:

@@ -74,10 +74,18 @@ class CNIError(Exception):
         details = data.get("details")
         return cls(
             code if isinstance(code, int) and not isinstance(code, bool) else Code.INTERNAL,
-            msg if isinstance(msg, str) else json.dumps(msg),
+            msg if isinstance(msg, str) else _shown(msg),
             details if isinstance(details, str) else "",
         )
 
     def prefixed(self, prefix: str) -> CNIError:
         """The same error with context in front, keeping the code: never wrap."""
         return CNIError(self.code, f"{prefix}: {self.msg}", self.details)
+
+
+def _shown(value: Any) -> str:
+    """A non-string ``msg`` as JSON text; one nested too deeply to print is only named."""
+    try:
+        return json.dumps(value)
+    except (ValueError, RecursionError):
+        return f"(a {type(value).__name__} nested too deeply to show)"

@@ -39,9 +39,10 @@ DEFAULT_TIMEOUT = 120.0
 _BUSY_RETRIES = 5
 _REAP_TIMEOUT = 5.0
 #: Bytes a plugin may print on stdout, and again on stderr, per call.  A
-#: result or an error is a few kilobytes; without a bound, one broken plugin
-#: printing without end takes the daemon's memory with it.
-DEFAULT_OUTPUT_LIMIT = 1 << 20
+#: result or an error is a few kilobytes, a Go panic some tens; without a
+#: bound, one broken plugin printing without end takes the daemon's memory
+#: with it (this one keeps the daemon inside its 50 MiB).
+DEFAULT_OUTPUT_LIMIT = 256 << 10
 # Seconds the pipes may stay open after the plugin exited: a child it forked
 # may hold them (a daemonised helper); it is not waited for longer.
 _PIPE_GRACE = 2.0
