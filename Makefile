@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test unit lint demo bench bench-quick shim clean sweep
+.PHONY: setup test unit lint demo bench bench-quick shim clean sweep e2e-image
 
 setup:
 	bash scripts/setup
@@ -30,6 +30,11 @@ bench-quick:
 
 shim:
 	$(MAKE) -C shim
+
+# The node image built from Debian packages and run with podman as the kubelet
+# runs deploy/kubernetes/daemonset.yaml (root; needs mmdebstrap, podman, runc).
+e2e-image:
+	$(PY) scripts/e2e_image.py
 
 # Removes namespaces and links that an interrupted test run left behind.
 sweep:
