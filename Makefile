@@ -34,6 +34,7 @@ shim:
 # The node image built from Debian packages and run with podman as the kubelet
 # runs deploy/kubernetes/daemonset.yaml (root; needs mmdebstrap, podman, runc).
 e2e-image:
+	bash scripts/e2e-image-setup
 	$(PY) scripts/e2e_image.py
 
 # Removes namespaces and links that an interrupted test run left behind.

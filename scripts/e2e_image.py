@@ -556,7 +556,7 @@ def main() -> int:
         return 2
     for tool in ("mmdebstrap", "podman", "runc", "unshare"):
         if shutil.which(tool) is None:
-            print(f"e2e-image: {tool} is missing (scripts/setup --e2e-image)", file=sys.stderr)
+            print(f"e2e-image: {tool} is missing (bash scripts/e2e-image-setup)", file=sys.stderr)
             return 2
     total = time.monotonic()
     if args.reuse:

@@ -133,7 +133,7 @@ def _multus_sandboxes(cni_dir: str) -> list[Finding]:
         Finding(
             "warning",
             f"{len(theirs)} sandboxes were attached by Multus ({cni_dir}/<containerID>) and "
-            "multihome has no record of them: their DEL recomputes what to delete from the "
+            "multihome has no record of them: their DEL works out what to remove using the "
             "pod and its NADs, so keep those NADs until the pods are gone, or drain the node "
             "first (kubectl drain)",
         )
