@@ -48,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from multihome.daemon.install import DEFAULT_SHIM
 from multihome.testing.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,9 +104,9 @@ def build_image(work: Path, podman: list[str]) -> dict[str, float]:
     # Installed into a venv in the image by the image's own Python, from the
     # wheels only; pip itself runs from its wheel and stays out of the image.
     hook = (
-        'set -e; mkdir -p "$1/tmp/wheels" "$1/usr/lib/multihome"; '
+        f'set -e; mkdir -p "$1/tmp/wheels" "$1{os.path.dirname(DEFAULT_SHIM)}"; '
         f'cp {wheels}/*.whl {pip_wheel} "$1/tmp/wheels/"; '
-        f'cp {ROOT}/shim/multihome-shim "$1/usr/lib/multihome/multihome-shim"; '
+        f'cp {ROOT}/shim/multihome-shim "$1{DEFAULT_SHIM}"; '
         'chroot "$1" python3 -m venv --without-pip /opt/multihome; '
         f'chroot "$1" /opt/multihome/bin/python /tmp/wheels/{pip_wheel.name}/pip install -q '
         "--no-index --no-compile --find-links /tmp/wheels multihome; "
