@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test unit lint demo bench bench-quick shim clean sweep fuzz
+.PHONY: setup test unit lint demo bench bench-quick shim clean sweep fuzz e2e-image
 
 setup:
 	bash scripts/setup
@@ -38,6 +38,12 @@ fuzz:
 	MULTIHOME_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MULTIHOME_FUZZ_REPORT=fuzz-report.txt \
 	  $(VENV)/bin/pytest -q --timeout=7200 --hypothesis-show-statistics tests/faults/test_fuzz.py \
 	  tests/e2e/test_shim.py -k fuzz
+
+# The node image built from Debian packages and run with podman as the kubelet
+# runs deploy/kubernetes/daemonset.yaml (root; needs mmdebstrap, podman, runc).
+e2e-image:
+	bash scripts/e2e-image-setup
+	$(PY) scripts/e2e_image.py
 
 # Removes namespaces and links that an interrupted test run left behind.
 sweep:

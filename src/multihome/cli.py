@@ -217,6 +217,15 @@ def webhook(**options: Any) -> None:
     sys.exit(serving.main(**options))
 
 
+@cli.command("node-check", context_settings={"ignore_unknown_options": True}, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def node_check(args: tuple[str, ...]) -> None:
+    """Check a node's CNI files before swapping Multus for multihome (read only)."""
+    from .daemon import nodecheck
+
+    sys.exit(nodecheck.main(list(args)))
+
+
 @cli.group()
 def testing() -> None:
     """Tools for tests, benchmarks and the demo."""

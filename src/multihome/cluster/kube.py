@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import difflib
 import logging
 import sys
 import time
@@ -111,7 +112,9 @@ class KubeConfig:
         for key, value in data.items():
             f = by_key.get(key)
             if f is None:
-                log.info("ignoring unknown kube setting %r", key)
+                close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.75)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                log.warning("ignoring unknown kube setting %r%s", key, hint)
                 continue
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if f.type == "str":

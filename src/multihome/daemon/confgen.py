@@ -71,6 +71,7 @@ from multihome.cni.config import NetConfList, RawObject, parse_network
 from multihome.cni.errors import CNIError, Code
 from multihome.networks import gojson
 
+from . import configschema as schema
 from .install import replace_file
 
 log = logging.getLogger(__name__)
@@ -91,60 +92,13 @@ FILE_MODE = 0o644
 #: A CNI configuration is small; a bigger file is not one.
 MAX_SIZE = 1 << 20
 
-# Keys copied from the daemon config into our file, and the JSON type each must have.
+# Keys copied from the daemon config into our file, and those config generation
+# reads itself: both from the one description of the daemon config's keys.
 # The shim reads daemonSocketDir, socketName and its timeouts; the rest is what
 # upstream's generated file carries (the daemon merges its whole config into each
 # request anyway, so for the daemon they only document the node's setup).
-_STR, _BOOL, _SECONDS, _OBJECT, _NAMESPACES = "str", "bool", "seconds", "object", "namespaces"
-_COPIED: dict[str, str] = {
-    "daemonSocketDir": _STR,
-    "socketName": _STR,
-    "shimReadinessTimeoutSeconds": _SECONDS,
-    "shimRequestTimeoutSeconds": _SECONDS,
-    "binDir": _STR,
-    "cniDir": _STR,
-    "namespaceIsolation": _BOOL,
-    "globalNamespaces": _NAMESPACES,
-    "auxiliaryCNIChainName": _STR,
-    "logFile": _STR,
-    "logLevel": _STR,
-    "logToStderr": _BOOL,
-    "logOptions": _OBJECT,
-}
-_OWN: dict[str, str] = {
-    "cniVersion": _STR,
-    "cniConfigDir": _STR,
-    "multusAutoconfigDir": _STR,
-    "multusMasterCNI": _STR,
-    "multusConfigFile": _STR,
-    "overrideNetworkName": _BOOL,
-    "forceCNIVersion": _BOOL,
-    "readinessindicatorfile": _STR,
-    "cleanupConfigOnExit": _BOOL,
-    "capabilities": _OBJECT,
-    "cniConfigFormat": _STR,
-}
-_EXPECTED = {
-    _STR: "a string",
-    _BOOL: "true or false",
-    _SECONDS: "a number of seconds >= 0",
-    _OBJECT: "a JSON object",
-    _NAMESPACES: "a comma-separated string of namespaces",
-}
-
-
-def _valid(kind: str, value: Any) -> bool:
-    if kind == _STR:
-        return isinstance(value, str)
-    if kind == _BOOL:
-        return isinstance(value, bool)
-    if kind == _SECONDS:
-        return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-    if kind == _OBJECT:
-        return isinstance(value, dict)
-    return isinstance(value, str) or (
-        isinstance(value, list) and all(isinstance(v, str) for v in value)
-    )
+_COPIED = tuple(key.name for key in schema.KEYS if key.copied)
+_OWN = tuple(key.name for key in schema.KEYS if key.use == "confgen")
 
 
 @dataclass(frozen=True)
@@ -188,12 +142,12 @@ class Settings:
         """
         values = gojson.match_fields(config, [*_OWN, *_COPIED]).values
         for key, value in values.items():
-            kind = _OWN.get(key) or _COPIED[key]
-            if not _valid(kind, value):
+            entry = schema.BY_NAME[key]
+            if not entry.accepts(value):
                 raise CNIError(
                     Code.INVALID_NETWORK_CONFIG,
                     f"invalid daemon configuration: {key!r} is {json.dumps(value)}",
-                    f"{key!r} must be {_EXPECTED[kind]}",
+                    f"{key!r} must be {entry.rule()}",
                 )
         caps = values.get("capabilities", {})
         if not all(isinstance(v, bool) for v in caps.values()):

@@ -31,19 +31,18 @@ from multihome.cni import version as versions
 from multihome.cni.config import RawJSON, RawObject
 from multihome.cni.errors import CNIError
 from multihome.networks import gojson
-from multihome.networks.config import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR
+
+from . import configschema as schema
+from .configschema import DEFAULTS, LOG_LEVELS  # noqa: F401 (LOG_LEVELS: re-exported)
 
 #: Upstream's ``-config`` default.
 DEFAULT_PATH = "/etc/cni/net.d/multus.d/daemon-config.json"
-DEFAULT_SOCKET_DIR = "/run/multihome"
-DEFAULT_SOCKET_NAME = "multihome.sock"
+DEFAULT_SOCKET_DIR: str = DEFAULTS["socketDir"]
+DEFAULT_SOCKET_NAME: str = DEFAULTS["socketName"]
 #: The name upstream's Go shim connects to, for ``socketName``.
 MULTUS_SOCKET_NAME = "multus.sock"
-LOG_LEVELS = ("debug", "verbose", "info", "warning", "error", "panic")
 # A unix socket path holds at most this many bytes (sun_path minus the NUL).
 _SUN_PATH_MAX = 107
-# The shim sends stdin of up to 16 MiB as base64 (4/3 larger) plus the environment.
-_DEFAULT_MAX_REQUEST_BYTES = 24 * 1024 * 1024
 
 # Keys of the file that never replace a request's key (see the module docstring).
 _NOT_OVERRIDDEN = frozenset(
@@ -51,40 +50,33 @@ _NOT_OVERRIDDEN = frozenset(
     for k in ("cniVersion", "logLevel", "logFile", "logToStderr", "logOptions", "logJSON")
 )
 
-_FIELDS = (
-    "socketDir",
-    "daemonSocketDir",
-    "socketName",
-    "metricsPort",
-    "metricsAddress",
-    "connectionLimit",
-    "maxConcurrentRequests",
-    "requestTimeoutSeconds",
-    "maxRequestBytes",
-    "shutdownTimeoutSeconds",
-    "logLevel",
-    "logFile",
-    "logToStderr",
-    "logJSON",
-    "logOptions",
-    "cniVersion",
-    "cniDir",
-    "binDir",
-    "manifestDir",
-    "cniConfigDir",
-    "multusConfigFile",
-    "multusAutoconfigDir",
-    "multusMasterCNI",
-    "forceCNIVersion",
-    "overrideNetworkName",
-    "readinessindicatorfile",
-    "kubeconfig",
-    "kube",
-    "nodeName",
-    "chrootDir",
-    "enablePprof",
-    "perNodeCertificate",
-)
+
+#: DaemonConfig's fields read straight from one key (the rest are derived in `parse`).
+_ATTRS = {
+    "daemon_socket_dir": "daemonSocketDir",
+    "socket_name": "socketName",
+    "metrics_port": "metricsPort",
+    "metrics_address": "metricsAddress",
+    "request_timeout": "requestTimeoutSeconds",
+    "max_request_bytes": "maxRequestBytes",
+    "shutdown_timeout": "shutdownTimeoutSeconds",
+    "log_level": "logLevel",
+    "log_file": "logFile",
+    "log_to_stderr": "logToStderr",
+    "log_json": "logJSON",
+    "cni_version": "cniVersion",
+    "cni_dir": "cniDir",
+    "bin_dir": "binDir",
+    "manifest_dir": "manifestDir",
+    "cni_config_dir": "cniConfigDir",
+    "multus_config_file": "multusConfigFile",
+    "multus_autoconfig_dir": "multusAutoconfigDir",
+    "multus_master_cni": "multusMasterCNI",
+    "force_cni_version": "forceCNIVersion",
+    "override_network_name": "overrideNetworkName",
+    "readiness_indicator_file": "readinessindicatorfile",
+    "node_name": "nodeName",
+}
 
 
 class DaemonConfigError(Exception):
@@ -93,49 +85,53 @@ class DaemonConfigError(Exception):
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    """The daemon's settings (research/multus-features.md §5.2, plus multihome's own)."""
+    """The daemon's settings (research/multus-features.md §5.2, plus multihome's own).
+
+    Each default is the one `multihome.daemon.configschema` documents.
+    """
 
     #: Where the daemon listens: ``socketDir``, else ``daemonSocketDir``.
     socket_dir: str = DEFAULT_SOCKET_DIR
     #: ``daemonSocketDir`` as written, for the generated node config (the shim's view).
-    daemon_socket_dir: str = ""
+    daemon_socket_dir: str = DEFAULTS["daemonSocketDir"]
     socket_name: str = DEFAULT_SOCKET_NAME
     #: None: no metrics listener; 0: any free port (tests).
-    metrics_port: int | None = None
+    metrics_port: int | None = DEFAULTS["metricsPort"]
     #: Empty: every interface, as upstream (the daemon runs with hostNetwork).
-    metrics_address: str = ""
+    metrics_address: str = DEFAULTS["metricsAddress"]
     #: CNI requests served at once; more wait in line.
-    max_concurrent_requests: int = 32
+    max_concurrent_requests: int = DEFAULTS["maxConcurrentRequests"]
     #: One CNI request, queueing included; kept below the shim's own 300 s.
-    request_timeout: float = 240.0
-    max_request_bytes: int = _DEFAULT_MAX_REQUEST_BYTES
+    request_timeout: float = DEFAULTS["requestTimeoutSeconds"]
+    #: The shim sends stdin of up to 16 MiB as base64 (4/3 larger) plus the environment.
+    max_request_bytes: int = DEFAULTS["maxRequestBytes"]
     #: How long in-flight requests may finish after SIGTERM before they are rolled back.
     #: With the event flush (kube stopFlushSeconds, 5 s) it fits Kubernetes' default
     #: 30 s termination grace period.
-    shutdown_timeout: float = 20.0
-    log_level: str = "info"
-    log_file: str = ""
-    log_to_stderr: bool = True
-    log_json: bool = False
+    shutdown_timeout: float = DEFAULTS["shutdownTimeoutSeconds"]
+    log_level: str = DEFAULTS["logLevel"]
+    log_file: str = DEFAULTS["logFile"]
+    log_to_stderr: bool = DEFAULTS["logToStderr"]
+    log_json: bool = DEFAULTS["logJSON"]
     #: logOptions.maxSize (MiB) and maxBackups, for the log file's rotation.
     log_max_size: int = 100
     log_max_backups: int = 5
-    cni_version: str = ""
-    cni_dir: str = DEFAULT_CNI_DIR
-    bin_dir: str = DEFAULT_BIN_DIR
-    manifest_dir: str = ""
+    cni_version: str = DEFAULTS["cniVersion"]
+    cni_dir: str = DEFAULTS["cniDir"]
+    bin_dir: str = DEFAULTS["binDir"]
+    manifest_dir: str = DEFAULTS["manifestDir"]
     # Config generation (`multihome.daemon.confgen`).
-    cni_config_dir: str = "/etc/cni/net.d"
-    multus_config_file: str = "auto"
-    multus_autoconfig_dir: str = ""
-    multus_master_cni: str = ""
-    force_cni_version: bool = False
-    override_network_name: bool = False
-    readiness_indicator_file: str = ""
+    cni_config_dir: str = DEFAULTS["cniConfigDir"]
+    multus_config_file: str = DEFAULTS["multusConfigFile"]
+    multus_autoconfig_dir: str = DEFAULTS["multusAutoconfigDir"]
+    multus_master_cni: str = DEFAULTS["multusMasterCNI"]
+    force_cni_version: bool = DEFAULTS["forceCNIVersion"]
+    override_network_name: bool = DEFAULTS["overrideNetworkName"]
+    readiness_indicator_file: str = DEFAULTS["readinessindicatorfile"]
     #: The Kubernetes API; None when neither a kubeconfig nor in-cluster env is present.
     kube: KubeConfig | None = None
-    node_name: str = ""
-    #: Lines to log at start-up (accepted but unsupported keys).
+    node_name: str = DEFAULTS["nodeName"]
+    #: Lines to log at start-up (accepted but unsupported keys, unknown keys).
     notices: tuple[str, ...] = ()
     #: The file as written: the per-request override.
     raw: RawObject = field(default_factory=lambda: RawObject.parse("{}"), repr=False)
@@ -165,15 +161,19 @@ class DaemonConfig:
             raw = RawObject.parse(data)
         except (ValueError, UnicodeDecodeError, RecursionError) as err:
             raise DaemonConfigError(f"{where} is not a JSON object: {err}") from err
-        values = gojson.match_fields([(k, raw.get(k)) for k in raw], _FIELDS).values
+        matched = gojson.match_fields([(k, raw.get(k)) for k in raw], schema.NAMES)
+        values = matched.values
         read = _Reader(values, where)
+        # Every key is checked by its schema entry, whoever reads it later.
+        for name in values:
+            read.get(name)
         kw: dict[str, Any] = {"raw": raw, "path": path}
-        notices: list[str] = []
+        for attr, name in _ATTRS.items():
+            kw[attr] = read.get(name)
+        notices = schema.unknown_key_notices(matched.unknown, where=where)
 
-        daemon_socket_dir = read.string("daemonSocketDir")
-        kw["daemon_socket_dir"] = daemon_socket_dir
-        kw["socket_dir"] = read.string("socketDir") or daemon_socket_dir or DEFAULT_SOCKET_DIR
-        kw["socket_name"] = read.file_name("socketName") or DEFAULT_SOCKET_NAME
+        daemon_socket_dir = kw["daemon_socket_dir"]
+        kw["socket_dir"] = read.get("socketDir", "") or daemon_socket_dir or DEFAULT_SOCKET_DIR
         socket_path = os.path.join(kw["socket_dir"], kw["socket_name"])
         if len(socket_path.encode()) > _SUN_PATH_MAX:
             read.bad(
@@ -182,84 +182,48 @@ class DaemonConfig:
                 f"a directory whose socket path is at most {_SUN_PATH_MAX} bytes "
                 f"({socket_path} is {len(socket_path.encode())})",
             )
-        if "metricsPort" in values:
-            kw["metrics_port"] = read.integer("metricsPort", low=0, high=65535)
-        kw["metrics_address"] = read.string("metricsAddress")
-        limit = None
-        if "connectionLimit" in values:
-            limit = read.integer("connectionLimit", low=1, valid="a whole number greater than 0")
-        if "maxConcurrentRequests" in values:
-            limit = read.integer("maxConcurrentRequests", low=1)
-        if limit is not None:
-            kw["max_concurrent_requests"] = limit
-        if "requestTimeoutSeconds" in values:
-            kw["request_timeout"] = read.seconds("requestTimeoutSeconds", positive=True)
-        if "maxRequestBytes" in values:
-            kw["max_request_bytes"] = read.integer("maxRequestBytes", low=1024)
-        if "shutdownTimeoutSeconds" in values:
-            kw["shutdown_timeout"] = read.seconds("shutdownTimeoutSeconds", positive=False)
-
-        level = read.string("logLevel")
-        if level:
-            if level.lower() not in LOG_LEVELS:
-                read.bad("logLevel", level, f"one of {', '.join(LOG_LEVELS)}")
-            kw["log_level"] = level.lower()
-        kw["log_file"] = read.string("logFile")
-        for key, attr in (("logToStderr", "log_to_stderr"), ("logJSON", "log_json")):
-            if key in values:
-                kw[attr] = read.boolean(key)
+        # maxConcurrentRequests wins over upstream's connectionLimit.
+        kw["max_concurrent_requests"] = (
+            values.get("maxConcurrentRequests")
+            or values.get("connectionLimit")
+            or DEFAULTS["maxConcurrentRequests"]
+        )
+        kw["request_timeout"] = float(kw["request_timeout"])
+        kw["shutdown_timeout"] = float(kw["shutdown_timeout"])
+        kw["log_level"] = kw["log_level"].lower()
         if "logOptions" in values:
             kw.update(read.log_options())
 
-        cni_version = read.string("cniVersion")
+        cni_version = kw["cni_version"]
         if cni_version:
             try:
                 versions.check_supported(cni_version)
             except CNIError as err:
                 read.bad("cniVersion", cni_version, f"one of {', '.join(versions.ALL)}", err)
-            kw["cni_version"] = cni_version
-        kw["cni_dir"] = read.string("cniDir") or DEFAULT_CNI_DIR
-        kw["bin_dir"] = read.string("binDir") or DEFAULT_BIN_DIR
-        kw["manifest_dir"] = read.string("manifestDir")
 
-        kw["cni_config_dir"] = read.string("cniConfigDir") or "/etc/cni/net.d"
-        kw["multus_config_file"] = read.string("multusConfigFile") or "auto"
-        kw["multus_autoconfig_dir"] = read.string("multusAutoconfigDir")
-        kw["multus_master_cni"] = read.string("multusMasterCNI")
-        for key, attr in (
-            ("forceCNIVersion", "force_cni_version"),
-            ("overrideNetworkName", "override_network_name"),
-        ):
-            if key in values:
-                kw[attr] = read.boolean(key)
-        kw["readiness_indicator_file"] = read.string("readinessindicatorfile")
-
-        node_name = read.string("nodeName") or env.get("MULTUS_NODE_NAME") or env.get("NODE_NAME")
+        node_name = kw["node_name"] or env.get("MULTUS_NODE_NAME") or env.get("NODE_NAME")
         kw["node_name"] = node_name or ""
         kw["kube"] = read.kube(
-            kubeconfig=read.string("kubeconfig"),
+            kubeconfig=read.get("kubeconfig"),
             node_name=kw["node_name"],
             in_cluster=bool(
                 env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT")
             ),
         )
 
-        if read.string("chrootDir"):
+        if read.get("chrootDir"):
             notices.append(
                 "chrootDir is not supported: delegates run in the daemon's own file system; "
                 "mount the CNI bin dirs into the daemon at the paths the node uses"
             )
-        if "enablePprof" in values and read.boolean("enablePprof"):
+        if read.get("enablePprof"):
             notices.append("enablePprof is ignored: multihome has no Go profiler to expose")
-        certificate = values.get("perNodeCertificate")
-        if certificate is not None:
-            if not isinstance(certificate, dict):
-                read.bad("perNodeCertificate", certificate, "an object")
-            if certificate.get("enabled"):
-                notices.append(
-                    "perNodeCertificate is not supported: give the daemon a kubeconfig or "
-                    "run it with its service account"
-                )
+        certificate = read.get("perNodeCertificate")
+        if certificate and certificate.get("enabled"):
+            notices.append(
+                "perNodeCertificate is not supported: give the daemon a kubeconfig or "
+                "run it with its service account"
+            )
         kw["notices"] = tuple(notices)
         return cls(**kw)
 
@@ -307,31 +271,23 @@ class _Reader:
         self.values = values
         self.where = where
 
+    def get(self, name: str, default: Any = None) -> Any:
+        """The key's value, checked by its schema entry; its default when absent or empty."""
+        key = schema.BY_NAME[name]
+        value = self.values.get(name)
+        if value is None:
+            return key.default if default is None else default
+        if not key.accepts(value):
+            self.bad(name, value, key.rule())
+        if value == "" and key.kind in ("string", "file-name", "log-level"):
+            return key.default if default is None else default
+        return value
+
     def bad(self, key: str, value: Any, valid: str, cause: Exception | None = None) -> NoReturn:
         shown = json.dumps(value) if not isinstance(value, float) else repr(value)
         raise DaemonConfigError(
             f"{self.where}: {key} is {shown[:200]}; it must be {valid}"
         ) from cause
-
-    def string(self, key: str) -> str:
-        value = self.values.get(key)
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            self.bad(key, value, "a string")
-        return value
-
-    def file_name(self, key: str) -> str:
-        value = self.string(key)
-        if value and ("/" in value or value in (".", "..") or "\0" in value):
-            self.bad(key, value, "a file name without '/'")
-        return value
-
-    def boolean(self, key: str) -> bool:
-        value = self.values.get(key)
-        if not isinstance(value, bool):
-            self.bad(key, value, "true or false")
-        return value
 
     def integer(self, key: str, *, low: int, high: int | None = None, valid: str = "") -> int:
         value = self.values.get(key)
@@ -344,17 +300,6 @@ class _Reader:
             rule = f"a whole number from {low} to {high}" if high else f"a whole number >= {low}"
             self.bad(key, value, valid or rule)
         return value
-
-    def seconds(self, key: str, *, positive: bool) -> float:
-        value = self.values.get(key)
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or value < 0
-            or (positive and value == 0)
-        ):
-            self.bad(key, value, "a number of seconds " + ("above 0" if positive else ">= 0"))
-        return float(value)
 
     def log_options(self) -> dict[str, Any]:
         value = self.values.get("logOptions")

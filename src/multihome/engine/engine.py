@@ -16,6 +16,7 @@ attachments the runtime no longer knows, STATUS asks the cluster network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import json

@@ -75,6 +75,8 @@ DEAD_KEYS = {
     "cniConf": "written by upstream's thin_entrypoint but never read; use confDir",
 }
 _FIELDS = (*_STRINGS, *_BOOLS, *_STRING_LISTS, *_OTHER, *DEAD_KEYS)
+#: Every key of the multus configuration this module reads or reports.
+KNOWN_KEYS = _FIELDS
 
 
 #: Networks attached at once by default: enough for a pod's usual handful in

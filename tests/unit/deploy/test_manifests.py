@@ -208,3 +208,19 @@ def test_the_name_check_catches_a_misspelt_metric() -> None:
         "multihome_cni_request_total"
     }
     assert "multihome_cni_request_total" not in exported_names()
+
+
+def test_the_dockerfile_and_the_e2e_image_agree_with_the_code() -> None:
+    from multihome.daemon.install import DEFAULT_SHIM
+
+    dockerfile = (ROOT / "deploy/Dockerfile").read_text()
+    script = (ROOT / "scripts/e2e_image.py").read_text()
+    assert f"/usr/lib/multihome/multihome-shim {DEFAULT_SHIM}" in dockerfile.replace(
+        "/home/build/src/shim/multihome-shim", "/usr/lib/multihome/multihome-shim"
+    )
+    assert '"$1{DEFAULT_SHIM}"' in script  # the script copies the shim there
+    for package in ("iproute2", "util-linux"):  # nsenter + ip: multihome.engine.podnet
+        assert package in dockerfile and f'"{package}"' in script
+    [daemon] = _one("DaemonSet")["spec"]["template"]["spec"]["containers"]
+    assert '"/etc/multihome/daemon-config.json"]' in dockerfile
+    assert daemon["command"][-1] == "/etc/multihome/daemon-config.json"
