@@ -51,7 +51,7 @@ def steps(plan: PodPlan, config: MultusConfig) -> list[Step]:
     rest = tuple(i for i, a in enumerate(plan.attachments) if not a.is_default)
     out = [Step((i,), False) for i in first]
     if config.parallel_delegates and len(rest) > 1:
-        out.append(Step(rest, True, config.max_parallel_delegates or len(rest)))
+        out.append(Step(rest, True, min(config.max_parallel_delegates or len(rest), len(rest))))
     else:
         out.extend(Step((i,), False) for i in rest)
     return out

@@ -32,6 +32,7 @@ NOT_FROM_CORPUS = {
     "plugin-not-found",
     "plugin-not-executable",
     "device-missing",
+    "selection-too-many",
     "plugin-version-unsupported",
     "plugin-version-unknown",
     "master-not-found",

@@ -242,9 +242,9 @@ def test_added_interface_events_per_add_or_per_interface(
 def test_a_plugin_that_hangs_on_version_is_run_anyway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import multihome.engine.engine as engine_module
+    import multihome.engine.probing as probing
 
-    monkeypatch.setattr(engine_module, "PROBE_TIMEOUT", 0.05)
+    monkeypatch.setattr(probing, "PROBE_TIMEOUT", 0.05)
     config = _world(tmp_path, "a")
     fake = FakeExec({"cluster-plugin": _added, "plugin-a": _added})
 
