@@ -40,16 +40,15 @@ async def test_one_holder_at_a_time_and_no_file_left(tmp_path: Path) -> None:
 
 async def test_a_lock_that_stays_taken_times_out(tmp_path: Path) -> None:
     async with locks.container_lock(tmp_path, "c1"):
-        with pytest.raises(locks.LockTimeout, match="c1.lock"):
+        with pytest.raises(locks.LockTimeout, match=r"c1\.lock"):
             async with locks.container_lock(tmp_path, "c1", timeout=0):
                 pass
 
 
 async def test_gc_sees_the_containers_in_flight_and_tidies_stale_files(tmp_path: Path) -> None:
     locks.lock_path(tmp_path, "crashed").touch()  # left by a process that died
-    async with locks.container_lock(tmp_path, "busy"):
-        async with locks.gc_lock(tmp_path) as in_flight:
-            assert in_flight == {"busy"}
+    async with locks.container_lock(tmp_path, "busy"), locks.gc_lock(tmp_path) as in_flight:
+        assert in_flight == {"busy"}
     assert not locks.lock_path(tmp_path, "crashed").exists()
 
 
