@@ -182,3 +182,25 @@ def test_daemon_keeps_writing_the_status_until_the_api_takes_it(lab: Lab, tmp_pa
         world.delete(web)
         for pod in (web, brief):
             leaks.assert_clean(world.leftovers(pod, before))
+
+
+def test_daemon_writes_a_pending_manifest_status_once_it_can(lab: Lab) -> None:
+    if not shim_binary().exists():
+        pytest.skip("the shim is not built: make -C shim")
+    with ExitStack() as stack:
+        daemon = stack.enter_context(DaemonProcess())
+        world = World(lab, mode="shim", socket_dir=daemon.socket_dir)
+        before = leaks.baseline(lab)
+        pod = world.pod("web")
+        blocker = world.manifests / "status"
+        blocker.write_text("not a directory")
+
+        world.add(pod)
+
+        cache_dir = world.cni_dir / "multihome"
+        assert statuswrites.pending_ids(cache_dir) == [pod.container_id]
+        blocker.unlink()
+        wait_for("the daemon to write the status", lambda: world.network_status(pod) is not None)
+        wait_for("the pending file to go", lambda: not statuswrites.pending_ids(cache_dir))
+        world.delete(pod)
+        leaks.assert_clean(world.leftovers(pod, before))

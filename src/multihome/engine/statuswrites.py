@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 _SUFFIX = ".status"
 #: How long one attempt may take; the source's own retries run inside it.
 ATTEMPT_BUDGET = 15.0
+#: How long an attempt waits for the container's lock before leaving it for later.
+LOCK_WAIT = 1.0
 
 
 @dataclass
@@ -120,8 +122,12 @@ async def attempt(
     """
     if locked:
         return await _attempt(cache_dir, container_id, source_for, budget)
-    async with locks.container_lock(cache_dir, container_id):
-        return await _attempt(cache_dir, container_id, source_for, budget)
+    try:
+        # A command of that container runs (an ADD may take minutes): next round.
+        async with locks.container_lock(cache_dir, container_id, timeout=LOCK_WAIT):
+            return await _attempt(cache_dir, container_id, source_for, budget)
+    except locks.LockTimeout:
+        return False
 
 
 async def _attempt(

@@ -1,0 +1,61 @@
+"""The lock files: one holder per container, none left behind, GC sees who holds one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from multihome.cni.errors import CNIError
+from multihome.engine import locks
+
+
+async def test_one_holder_at_a_time_and_no_file_left(tmp_path: Path) -> None:
+    order: list[str] = []
+    first_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with locks.container_lock(tmp_path, "c1"):
+            order.append("first in")
+            first_in.set()
+            await release.wait()
+            order.append("first out")
+
+    async def second() -> None:
+        await first_in.wait()
+        async with locks.container_lock(tmp_path, "c1"):
+            order.append("second in")
+
+    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+    await first_in.wait()
+    assert locks.lock_path(tmp_path, "c1").exists()
+    release.set()
+    await asyncio.gather(*tasks)
+
+    assert order == ["first in", "first out", "second in"]
+    assert not locks.lock_path(tmp_path, "c1").exists()
+
+
+async def test_a_lock_that_stays_taken_times_out(tmp_path: Path) -> None:
+    async with locks.container_lock(tmp_path, "c1"):
+        with pytest.raises(locks.LockTimeout, match=r"c1\.lock"):
+            async with locks.container_lock(tmp_path, "c1", timeout=0):
+                pass
+
+
+async def test_gc_sees_the_containers_in_flight_and_tidies_stale_files(tmp_path: Path) -> None:
+    locks.lock_path(tmp_path, "crashed").touch()  # left by a process that died
+    async with locks.container_lock(tmp_path, "busy"), locks.gc_lock(tmp_path) as in_flight:
+        assert in_flight == {"busy"}
+    assert not locks.lock_path(tmp_path, "crashed").exists()
+
+
+async def test_a_cache_dir_that_is_a_file_is_a_cni_error(tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("")
+    with pytest.raises(CNIError) as error:
+        async with locks.container_lock(tmp_path / "cache", "c1"):
+            pass
+    assert error.value.code == 5
+    assert str(tmp_path / "cache") in error.value.msg
