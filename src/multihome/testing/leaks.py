@@ -50,6 +50,12 @@ class Leftovers:
             self.pod_links or self.root_links or self.leases or self.cache_files or self.processes
         )
 
+    def own(self) -> Leftovers:
+        """Without the root namespace's links: they cannot be told apart per container
+        (a bridge plugin's host veth is named at random), so while other pods of
+        the test are attached, only the rest is this container's."""
+        return Leftovers(self.pod_links, {}, self.leases, self.cache_files, self.processes)
+
     def describe(self) -> str:
         parts = [
             f"{name}: {value}"
