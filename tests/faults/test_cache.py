@@ -10,7 +10,6 @@ is a CNI error naming the path, with nothing left behind.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -64,13 +63,13 @@ def test_a_broken_record_releases_this_container_only(node: Node, how: str) -> N
     pod = node.world.pod("web", "bad")
     node.call("ADD", victim)
     node.call("ADD", pod)
-    victim_before = dataclasses.replace(node.leftovers(victim), root_links={})
+    victim_before = node.leftovers(victim).own()
     _break(node.record_path(pod), how, node.record_path(victim))
 
     node.call("DEL", pod)
 
     node.assert_clean(pod, root=False)  # the victim's host veth is still there
-    victim_after = dataclasses.replace(node.leftovers(victim), root_links={})
+    victim_after = node.leftovers(victim).own()
     assert victim_after == victim_before, "another container's attachments changed"
     node.call("DEL", victim)
     node.assert_clean(victim)

@@ -116,3 +116,21 @@ def test_a_plugin_that_cannot_run(node: Node, broken: str) -> None:
     assert caught.value.code == Code.INVALID_NETWORK_CONFIG
     assert "failed to execute plugin" in caught.value.msg
     node.assert_clean(other)
+
+
+@pytest.mark.parametrize("behaviour", ["huge", "fork"])
+def test_through_the_thin_plugin(node: Node, behaviour: str) -> None:
+    """The same bounds hold in the one-shot plugin (a process per call)."""
+    node.world.mode = "thin"
+    node.behave(ADD=behaviour, DEL=behaviour)
+    pod = node.world.pod("web", "bad")
+
+    if behaviour == "huge":
+        with pytest.raises(CNIError) as caught:
+            node.world.add(pod)
+        assert caught.value.code == Code.DECODE_FAILURE
+    else:
+        node.world.add(pod)
+        assert node.leftovers(pod).processes == ()
+    node.world.delete(pod)
+    node.assert_clean(pod)

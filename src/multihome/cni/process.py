@@ -355,7 +355,8 @@ async def _communicate(child: _Child, stdin: bytes, limit: int) -> tuple[bytes, 
     finally:
         for task in tasks:  # a reader still waiting when the other hit the limit
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # ``reading`` too: an outcome nobody retrieved is printed at exit.
+        await asyncio.gather(*tasks, reading, return_exceptions=True)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
