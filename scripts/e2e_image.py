@@ -9,7 +9,7 @@ same content on a slim Python base.
 Then, with a temporary host root (etc/cni/net.d, opt/cni/bin with the
 reference plugins, var/lib/cni, run/multihome) and the host's /run/netns:
 
-1. the init container of deploy/kubernetes/daemonset.yaml installs the shim
+1. the init container of deploy/kubernetes/base/daemonset.yaml installs the shim
    into the host's bin dir (no capabilities, read-only root);
 2. the daemon container runs with the DaemonSet's mounts, host network and
    PID namespaces, privileged, its config from the ConfigMap (plus
@@ -54,7 +54,9 @@ from multihome.testing.lab import Lab
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "kubernetes"
 SUITE = "bookworm"
-PACKAGES = ("python3", "iproute2", "util-linux", "ca-certificates")
+#: The daemon's runtime needs; no CA bundle (the API server's CA comes with the
+#: service account), no apt (the image is never updated in place).
+PACKAGES = ("python3", "iproute2", "util-linux")
 EXCLUDED = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 TAG = "localhost/multihome:e2e"
 #: Where the runtime's side sees the node's directories (the DaemonSet's hostPaths).
@@ -117,7 +119,11 @@ def build_image(work: Path, podman: list[str]) -> dict[str, float]:
     run(
         "mmdebstrap",
         "--quiet",
-        "--variant=apt",
+        # Essential packages and ours, no recommends; /usr merged by mmdebstrap's
+        # hook instead of the usrmerge package (which would pull in perl).
+        "--variant=essential",
+        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+        '--aptopt=APT::Install-Recommends "false"',
         f"--include={','.join(PACKAGES)}",
         *[f"--dpkgopt=path-exclude={p}" for p in EXCLUDED],
         f"--customize-hook={hook}",
@@ -181,12 +187,12 @@ def podman_command(work: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def daemonset() -> dict[str, Any]:
-    [ds] = [d for d in yaml.safe_load_all((DEPLOY / "daemonset.yaml").read_text()) if d]
+    [ds] = [d for d in yaml.safe_load_all((DEPLOY / "base" / "daemonset.yaml").read_text()) if d]
     return ds
 
 
 def daemon_config(manifest_dir: str, port: int) -> dict[str, Any]:
-    [cm] = [d for d in yaml.safe_load_all((DEPLOY / "configmap.yaml").read_text()) if d]
+    [cm] = [d for d in yaml.safe_load_all((DEPLOY / "base" / "configmap.yaml").read_text()) if d]
     config: dict[str, Any] = json.loads(cm["data"]["daemon-config.json"])
     config["metricsPort"] = port  # a free one: this machine is shared
     config["manifestDir"] = manifest_dir

@@ -1,4 +1,4 @@
-"""The ClusterRole of deploy/kubernetes/rbac.yaml is exactly what multihome uses.
+"""The ClusterRole of deploy/kubernetes/base/rbac.yaml is exactly what multihome uses.
 
 The daemon (its Kubernetes source and engine: start, ADD, DEL, events) and
 the thin plugin (one GET per object) run against the API double through the
@@ -26,7 +26,7 @@ from multihome.testing.world import World
 
 pytestmark = pytest.mark.netns
 
-RBAC = Path(__file__).resolve().parents[2] / "deploy/kubernetes/rbac.yaml"
+RBAC = Path(__file__).resolve().parents[2] / "deploy/kubernetes/base/rbac.yaml"
 NODE = "node-a"
 #: The API group of each resource the double names.
 GROUPS = {

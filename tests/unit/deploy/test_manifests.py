@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,8 @@ FOREIGN = {"ServiceMonitor", "PrometheusRule", "Certificate", "Issuer"}
 def _documents() -> list[tuple[str, dict[str, Any]]]:
     out = []
     for path in sorted(DEPLOY.rglob("*.yaml")):
-        if path.name == "kustomization.yaml" or path.parent.name == "thin":
-            continue  # kustomize's own files; the thin overlay's are patches
+        if path.name == "kustomization.yaml" or path.parent.parent.name == "overlays":
+            continue  # kustomize's own files; the overlays' are patches
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 out.append((f"{path.relative_to(DEPLOY)}:{doc['kind']}", doc))
@@ -64,6 +66,24 @@ def test_every_manifest_validates(version: str) -> None:
     assert checked >= 10
 
 
+KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (its kustomize) is absent")
+@pytest.mark.parametrize("where", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_each_kustomization_builds_and_validates(where: Path) -> None:
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(where)], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    assert docs
+    for doc in docs:
+        if doc["kind"] not in FOREIGN:
+            for version in (VERSIONS[0], VERSIONS[-1]):
+                kubernetes_validate.validate(doc, version, strict=True)
+
+
 def test_kustomizations_name_files_that_exist() -> None:
     for path in DEPLOY.rglob("kustomization.yaml"):
         spec = yaml.safe_load(path.read_text())
@@ -75,18 +95,22 @@ def test_kustomizations_name_files_that_exist() -> None:
             assert (path.parent / name).exists(), f"{path}: {name}"
     default = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     # Optional components need other projects' CRDs: never in the default install.
-    assert not [r for r in default["resources"] if r.startswith(("webhook", "monitoring"))]
+    assert default["resources"] == ["base"]
 
 
-def test_thin_overlay_patches_containers_that_exist() -> None:
+def test_overlays_patch_what_exists() -> None:
     daemonset = _one("DaemonSet")["spec"]["template"]["spec"]
     patch = yaml.safe_load((DEPLOY / "overlays/thin/daemonset-thin.yaml").read_text())
+    thin_map = yaml.safe_load((DEPLOY / "overlays/thin/configmap-thin.yaml").read_text())["data"]
     for key in ("initContainers", "containers"):
         names = {c["name"] for c in daemonset[key]}
         assert {c["name"] for c in patch["spec"]["template"]["spec"][key]} <= names
-    thin = json.loads((DEPLOY / "overlays/thin/thin-conf.json").read_text())
+    k3s = yaml.safe_load((DEPLOY / "overlays/k3s/daemonset-k3s.yaml").read_text())
+    volumes = {v["name"] for v in daemonset["volumes"]}
+    assert {v["name"] for v in k3s["spec"]["template"]["spec"]["volumes"]} <= volumes
+    thin = json.loads(thin_map["thin-conf.json"])
     assert thin["type"] == "multihome-cni"
-    config = DaemonConfig.parse((DEPLOY / "overlays/thin/daemon-config.json").read_text())
+    config = DaemonConfig.parse(thin_map["daemon-config.json"], environ={})
     assert config.multus_config_file == "/etc/multihome/thin-conf.json"
 
 
