@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from multihome.networks.config import KNOWN_KEYS as MULTUS_KEYS
-
-LOG_LEVELS = ("debug", "verbose", "info", "warning", "error", "panic")
+from multihome.networks.config import LOG_LEVELS
 
 Kind = Literal[
     "string", "file-name", "boolean", "integer", "seconds", "object", "namespaces", "log-level"

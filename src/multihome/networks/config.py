@@ -34,7 +34,9 @@ DEFAULT_CONF_DIR = "/etc/cni/multus/net.d"
 DEFAULT_CNI_DIR = "/var/lib/cni/multus"
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 DEFAULT_MULTUS_NAMESPACE = "kube-system"
-LOG_LEVELS = ("debug", "verbose", "error", "panic")
+#: Upstream's four, and the daemon's ``info`` and ``warning``: the daemon copies its
+#: own ``logLevel`` into the generated configuration, so both must take the same.
+LOG_LEVELS = ("debug", "verbose", "info", "warning", "error", "panic")
 
 _STRINGS = {
     "cniVersion": "cni_version",
