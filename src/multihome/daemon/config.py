@@ -33,7 +33,7 @@ from multihome.cni.errors import CNIError
 from multihome.networks import gojson
 
 from . import configschema as schema
-from .configschema import DEFAULTS, LOG_LEVELS  # noqa: F401 (LOG_LEVELS: re-exported)
+from .configschema import DEFAULTS
 
 #: Upstream's ``-config`` default.
 DEFAULT_PATH = "/etc/cni/net.d/multus.d/daemon-config.json"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from multihome.networks.config import KNOWN_KEYS as MULTUS_KEYS
-from multihome.networks.config import LOG_LEVELS as LOG_LEVELS
+from multihome.networks.config import LOG_LEVELS
 
 Kind = Literal[
     "string", "file-name", "boolean", "integer", "seconds", "object", "namespaces", "log-level"
