@@ -64,3 +64,18 @@ def interface_problem(name: str) -> str | None:
     if "\0" in name:
         return "it contains a NUL character"
     return None
+
+
+def free_ifname(preferred: str, taken: set[str] | frozenset[str]) -> str:
+    """``preferred`` when nobody holds it, else the first ``net<N>`` nobody holds.
+
+    The numbering starts at the number ``preferred`` carries (``net3``: 3),
+    as Multus numbers a pod's networks by position.
+    """
+    if preferred and preferred not in taken:
+        return preferred
+    digits = preferred[len(preferred.rstrip("0123456789")) :] if preferred else ""
+    number = int(digits) if digits else 1
+    while f"net{number}" in taken:
+        number += 1
+    return f"net{number}"
