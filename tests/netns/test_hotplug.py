@@ -92,8 +92,11 @@ class Node:
         return json.loads(text) if text else []
 
     def events(self, reason: str) -> list[str]:
-        return [str(e.get("message") or e.get("note")) for e in self.api.events()
-                if e.get("reason") == reason]
+        return [
+            str(e.get("message") or e.get("note"))
+            for e in self.api.events()
+            if e.get("reason") == reason
+        ]
 
     def check(self, lab: Lab, sandbox: Sandbox, expected: dict[str, str]) -> None:
         """The namespace, the record, the leases and network-status all say ``expected``
@@ -112,7 +115,7 @@ class Node:
             assert entry["mac"] == link.mac
             assert set(entry["ips"]) == {a.split("/")[0] for a in link.addresses}
         leases = self.world.allocations()
-        for network in {"nad-a", "nad-b"}:
+        for network in ("nad-a", "nad-b"):
             count = sum(1 for n in expected.values() if n == f"default/{network}")
             assert len(leases.get(network, set())) == count, (network, leases)
 
@@ -275,4 +278,50 @@ async def test_restart_between_edit_and_resync(lab: Lab, tmp_path: Path) -> None
             await again.sync()
             again.check(lab, sandbox, {"net2": "default/nad-b"})
             await again.call("DEL", sandbox)
+    assert world.allocations() == {}
+
+
+async def test_daemon_runs_it_when_configured(lab: Lab, tmp_path: Path) -> None:
+    """``hotplug: true``: the daemon's watch drives the controller; off by default."""
+    from multihome.daemon.config import DaemonConfig
+    from multihome.daemon.server import Daemon
+
+    world = World(lab)
+    lans(lab, world)
+    sandbox = world.pod("web")
+    sockets = lab.tmpdir()  # in /tmp: a socket path holds at most 107 bytes
+    async with node(world, sandbox, tmp_path=tmp_path) as n:
+        n.create_nad("nad-a")
+        await n.call("ADD", sandbox)
+        off = Daemon(
+            DaemonConfig.parse(json.dumps({"socketDir": str(sockets / "off")})), source=n.source
+        )
+        await off.start()
+        try:
+            await off.admission.serving.wait()
+            assert off.hotplug is None
+        finally:
+            await off.stop()
+        settings = {"socketDir": str(sockets / "on"), "cniDir": str(world.cni_dir), "hotplug": True}
+        daemon = Daemon(DaemonConfig.parse(json.dumps(settings)), source=n.source)
+        await daemon.start()
+        try:
+            await daemon.admission.serving.wait()
+            controller = daemon.hotplug
+            assert controller is not None
+            value = await n.annotate(sandbox, "nad-a")
+            seen = controller.seen
+            assert await controller.until(
+                lambda: getattr(seen.get(sandbox.container_id), "annotation", None) == value,
+                timeout=WAIT,
+            )
+            await n.source.flush()
+            n.check(lab, sandbox, {"net1": "default/nad-a"})
+            scrape = daemon.metrics.registry.get_sample_value(
+                "multihome_hotplug_attachments_total", {"action": "added"}
+            )
+            assert scrape == 1
+        finally:
+            await daemon.stop()
+        await n.call("DEL", sandbox)
     assert world.allocations() == {}

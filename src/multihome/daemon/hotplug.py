@@ -241,9 +241,7 @@ class HotplugController:
             self.metrics.attachments.labels("removed").inc(len(removed))
             if left:
                 reason = "delete-failed"
-                failure = "could not remove " + ", ".join(
-                    f"{c.ifname} ({c.network})" for c in left
-                )
+                failure = "could not remove " + ", ".join(f"{c.ifname} ({c.network})" for c in left)
         added: list[str] = []
         if change.add and not failure:
             try:
@@ -251,7 +249,9 @@ class HotplugController:
             except CNIError as err:
                 reason, failure = "add-failed", str(err.msg)
             else:
-                for attachment, result in zip(outcome.plan.attachments, outcome.results, strict=True):
+                for attachment, result in zip(
+                    outcome.plan.attachments, outcome.results, strict=True
+                ):
                     ips = " ".join(ip.address for ip in result.ips)
                     added.append(f"{attachment.ifname} [{ips}] from {attachment.name}")
                 self.metrics.attachments.labels("added").inc(len(added))
@@ -292,9 +292,7 @@ class HotplugController:
     ) -> Seen:
         self.metrics.failures.labels(reason).inc()
         attached = ", ".join(f"{a.ifname} ({a.network})" for a in record.attachments)
-        text = (
-            f"the networks annotation is not met: {message}; attached: {attached or 'nothing'}"
-        )
+        text = f"the networks annotation is not met: {message}; attached: {attached or 'nothing'}"
         log.warning("pod %s: %s", record.pod, text)
         source = self.engine.source
         if source is not None:

@@ -646,9 +646,7 @@ class Engine:
     ) -> list[CachedAttachment]:
         """DEL ``attachments`` of ``record``; those that failed and stay in the record."""
         part = dataclasses.replace(record, attachments=list(attachments))
-        failed = await self._delete_record(
-            part, config, cni_path=record.cni_path, keep_failed=True
-        )
+        failed = await self._delete_record(part, config, cni_path=record.cni_path, keep_failed=True)
         gone = {id(a) for a in attachments} - {id(a) for a in failed}
         record.attachments = [a for a in record.attachments if id(a) not in gone]
         await asyncio.to_thread(self._cache(config).save, record)

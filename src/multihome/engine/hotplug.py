@@ -127,9 +127,7 @@ def diff(record: CacheRecord, plan: PodPlan, *, taken: Iterable[str] = ()) -> Ch
     return Change(tuple(keep), tuple(remove), tuple(add), tuple(problems))
 
 
-def _annotation_owned(
-    record: CacheRecord, configured: list[Attachment]
-) -> list[CachedAttachment]:
+def _annotation_owned(record: CacheRecord, configured: list[Attachment]) -> list[CachedAttachment]:
     """The record's attachments that the annotation made (and so may unmake)."""
     others = [a.name for a in configured]
     out = []

@@ -69,13 +69,13 @@ def interface_problem(name: str) -> str | None:
 def free_ifname(preferred: str, taken: set[str] | frozenset[str]) -> str:
     """``preferred`` when nobody holds it, else the first ``net<N>`` nobody holds.
 
-    The numbering starts at the number ``preferred`` carries (``net3``: 3),
-    as Multus numbers a pod's networks by position.
+    The numbering starts at the number a ``net<N>`` ``preferred`` carries, as
+    Multus numbers a pod's networks by position; else at 1.
     """
     if preferred and preferred not in taken:
         return preferred
-    digits = preferred[len(preferred.rstrip("0123456789")) :] if preferred else ""
-    number = int(digits) if digits else 1
+    digits = preferred.removeprefix("net")
+    number = int(digits) if preferred.startswith("net") and digits.isdigit() else 1
     while f"net{number}" in taken:
         number += 1
     return f"net{number}"
