@@ -22,6 +22,7 @@ from multihome.cluster.kube import KubeConfig, KubeSource
 from multihome.cluster.source import STATUS_ANNOTATION
 from multihome.cni.request import Request
 from multihome.daemon.hotplug import HotplugController
+from multihome.engine import locks
 from multihome.engine.cache import AttachmentCache
 from multihome.engine.engine import Engine
 from multihome.networks.config import MultusConfig
@@ -142,6 +143,10 @@ def lans(lab: Lab, tmp: World) -> None:
     tmp.macvlan_nad("nad-b", master=parent, subnet=tmp.lan_subnet(2))
     tmp.macvlan_nad("nad-s", master=parent, static=True)
     tmp.macvlan_nad("nad-bad", master="nonexistent0", subnet=tmp.lan_subnet(3))
+    tmp.nad(
+        "nad-noplugin",
+        {"cniVersion": "1.0.0", "name": "nad-noplugin", "type": "multihome-no-such-plugin"},
+    )
 
 
 async def test_add_remove_and_change(lab: Lab, tmp_path: Path) -> None:
@@ -154,8 +159,12 @@ async def test_add_remove_and_change(lab: Lab, tmp_path: Path) -> None:
         await n.call("ADD", sandbox)
         n.check(lab, sandbox, {"net1": "default/nad-a"})
 
-        # Add a network: net1 keeps its name, the new one gets the next.
+        # Add a network: net1 keeps its name, the new one gets the next.  Not
+        # while another command holds the sandbox's lock.
         await n.annotate(sandbox, "nad-a,nad-b")
+        async with locks.container_lock(n.cache.directory, sandbox.container_id):
+            assert await n.controller.sync(n.cache, sandbox.container_id) == "busy"
+        n.check(lab, sandbox, {"net1": "default/nad-a"})
         await n.sync()
         n.check(lab, sandbox, {"net1": "default/nad-a", "net2": "default/nad-b"})
         assert any("net2" in m and "default/nad-b" in m for m in n.events("AddedInterface"))
@@ -231,7 +240,7 @@ async def test_failing_network_changes_nothing(lab: Lab, tmp_path: Path) -> None
     lans(lab, world)
     sandbox = world.pod("web", "nad-a")
     async with node(world, sandbox, tmp_path=tmp_path) as n:
-        for nad in ("nad-a", "nad-b", "nad-bad"):
+        for nad in ("nad-a", "nad-b", "nad-bad", "nad-noplugin"):
             n.create_nad(nad)
         await n.call("ADD", sandbox)
         before = n.status(sandbox)
@@ -245,6 +254,13 @@ async def test_failing_network_changes_nothing(lab: Lab, tmp_path: Path) -> None
         failed = n.events("HotplugFailed")
         assert failed and "not met" in failed[-1] and "nad-bad" in failed[-1]
         assert "net1 (default/nad-a)" in failed[-1]  # what is really attached
+
+        # A plugin that is not installed: the pre-flight stops the edit before
+        # anything is removed.
+        await n.annotate(sandbox, "nad-b,nad-noplugin")
+        await n.sync()
+        n.check(lab, sandbox, {"net1": "default/nad-a"})
+        assert "multihome-no-such-plugin" in n.events("HotplugFailed")[-1]
 
         # A missing NAD is the same validation as at pod start: nothing runs.
         await n.annotate(sandbox, "nad-a,nad-missing")

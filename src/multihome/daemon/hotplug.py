@@ -204,6 +204,8 @@ class HotplugController:
         """The record's pod from the watch cache, if it is this incarnation and not leaving."""
         if not record.pod_name or not record.multus_config:
             return None  # not a pod, or attached before records kept their configuration
+        if any(a.state != "added" for a in record.attachments):
+            return None  # an ADD that died half-way: the runtime's retry or DEL finishes it
         peek = getattr(self.engine.source, "cached_pod", None)
         if peek is None:
             return None
@@ -232,12 +234,19 @@ class HotplugController:
         if change.empty:
             return Seen(annotation, "converged")
 
+        if change.add:
+            # Before anything is removed: an edit whose new networks cannot run changes nothing.
+            findings = errors(await self.engine.preflight(record, change.add, config))
+            if findings:
+                message = "; ".join(f.message for f in findings)
+                return await self._failed(record, pod, annotation, "plugin", message)
         removed: list[str] = []
         failure = ""
         reason = ""
         if change.remove:
             left = await self.engine.remove_attachments(record, change.remove, config)
-            removed = [f"{c.ifname} ({c.network})" for c in change.remove if c not in left]
+            kept = {id(c) for c in left}
+            removed = [f"{c.ifname} ({c.network})" for c in change.remove if id(c) not in kept]
             self.metrics.attachments.labels("removed").inc(len(removed))
             if left:
                 reason = "delete-failed"

@@ -595,6 +595,19 @@ class Engine:
         """The plan of ``pod`` as it is now, for ``record``'s sandbox: what it wishes."""
         return await self._plan(self._source(config), config, request_of(record), pod)
 
+    async def preflight(
+        self, record: CacheRecord, attachments: Sequence[Attachment], config: MultusConfig
+    ) -> list[Finding]:
+        """The plugin pre-flight of a pod's ADD, for ``attachments`` of ``record``'s sandbox."""
+        plan = PodPlan(
+            record.pod_namespace,
+            record.pod_name,
+            record.pod_uid,
+            record.container_id,
+            tuple(attachments),
+        )
+        return await self._check_plugins(plan, config, request_of(record))
+
     async def add_attachments(
         self,
         record: CacheRecord,
@@ -615,7 +628,7 @@ class Engine:
             record.container_id,
             tuple(attachments),
         )
-        findings = await self._check_plugins(plan, config, request)
+        findings = await self.preflight(record, attachments, config)
         error = to_cni_error(findings)
         if error is not None:
             raise error.prefixed(f"pod {plan.namespace}/{plan.name}")
