@@ -194,7 +194,12 @@ class HotplugController:
                     return "skipped"
                 if not await asyncio.to_thread(os.path.exists, record.netns):
                     return "skipped"  # the sandbox is gone: its DEL (or GC) comes
-                seen = await self._step(record, pod)
+                try:
+                    seen = await self._step(record, pod)
+                except (CNIError, OSError, TimeoutError) as err:
+                    # The API, the manifests or the namespace failed us: the next pass retries.
+                    message = err.msg if isinstance(err, CNIError) else str(err) or repr(err)
+                    seen = await self._failed(record, pod, _annotation(pod), "error", message)
         except locks.LockTimeout:
             return "busy"
         await self._note(container_id, seen)

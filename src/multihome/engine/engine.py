@@ -687,9 +687,10 @@ class Engine:
         plan = PodPlan(
             record.pod_namespace, record.pod_name, record.pod_uid, record.container_id, ()
         )
-        await self._write_status(
-            source, pod, plan, serialise(statuses), cache=self._cache(config), config=config
-        )
+        # A write still owed to the ADD is older than this one: it must not land after it.
+        cache = self._cache(config)
+        await asyncio.to_thread(statuswrites.remove, cache.directory, record.container_id)
+        await self._write_status(source, pod, plan, serialise(statuses), cache=cache, config=config)
 
     # -- DEL --------------------------------------------------------------------------
     async def delete(self, request: Request, config: MultusConfig) -> CacheRecord | None:
