@@ -137,7 +137,8 @@ async def node(world: World, *sandboxes: Sandbox, tmp_path: Path) -> AsyncIterat
             yield Node(world, api, source)
 
 
-def lans(lab: Lab, tmp: World) -> None:
+def lans(lab: Lab, tmp: World) -> str:
+    """The NADs of these tests, all on one LAN bridge; its name."""
     parent = lab.macvlan_parent("lan")
     tmp.macvlan_nad("nad-a", master=parent, subnet=tmp.lan_subnet(1))
     tmp.macvlan_nad("nad-b", master=parent, subnet=tmp.lan_subnet(2))
@@ -147,6 +148,7 @@ def lans(lab: Lab, tmp: World) -> None:
         "nad-noplugin",
         {"cniVersion": "1.0.0", "name": "nad-noplugin", "type": "multihome-no-such-plugin"},
     )
+    return parent
 
 
 async def test_add_remove_and_change(lab: Lab, tmp_path: Path) -> None:
@@ -340,4 +342,44 @@ async def test_daemon_runs_it_when_configured(lab: Lab, tmp_path: Path) -> None:
         finally:
             await daemon.stop()
         await n.call("DEL", sandbox)
+    assert world.allocations() == {}
+
+
+async def test_delegate_api_attachments_stay(lab: Lab, tmp_path: Path) -> None:
+    """What upstream's ``/delegate`` API added is not the annotation's: a pass keeps it."""
+    from multihome.cni.process import default_exec
+    from multihome.daemon.delegate import hot_plug
+    from multihome.testing.world import CNI_BIN_DIR
+
+    world = World(lab)
+    lan = lans(lab, world)
+    sandbox = world.pod("web", "nad-a")
+    async with node(world, sandbox, tmp_path=tmp_path) as n:
+        n.create_nad("nad-a")
+        await n.call("ADD", sandbox)
+        conf = {
+            "cniVersion": "1.0.0",
+            "name": "dyn",
+            "type": "macvlan",
+            "master": lan,
+            "ipam": {"type": "static", "addresses": [{"address": "192.0.2.7/24"}]},
+        }
+        env = {**world.env("ADD", sandbox, ifname="dyn0"), "CNI_PATH": CNI_BIN_DIR}
+        request = Request.from_env(env, json.dumps(conf).encode())
+        await hot_plug(
+            request,
+            attributes=None,
+            source=n.source,
+            cache=n.cache,
+            bin_dir=CNI_BIN_DIR,
+            executor=default_exec(),
+        )
+        await n.annotate(sandbox, None)  # the annotation drops nad-a: dyn0 stays
+        await n.sync()
+        assert set(lab.links(sandbox.netns)) == {"lo", "eth0", "dyn0"}
+        record = n.cache.load(sandbox.container_id)
+        assert record is not None
+        assert [a.ifname for a in record.attachments] == ["eth0", "dyn0"]
+        await n.call("DEL", sandbox)
+        assert set(lab.links(sandbox.netns)) == {"lo"}
     assert world.allocations() == {}

@@ -231,8 +231,11 @@ class HotplugController:
         if problems:
             message = "; ".join(f.message for f in problems)
             return await self._failed(record, pod, annotation, "invalid", message)
-        links = await podnet.read_links(record.netns)
-        change = diff(record, plan, taken=set(links) - {a.ifname for a in record.attachments})
+        change = diff(record, plan)
+        if not change.empty:
+            # Only now look into the namespace (one `ip` run): new names must avoid its links.
+            links = await podnet.read_links(record.netns)
+            change = diff(record, plan, taken=set(links) - {a.ifname for a in record.attachments})
         if change.problems:
             message = "; ".join(change.problems)
             return await self._failed(record, pod, annotation, "conflict", message)
