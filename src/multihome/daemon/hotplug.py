@@ -31,7 +31,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from multihome.cluster.source import Object
+from multihome.cluster.source import EventType, Object
 from multihome.cni.errors import CNIError
 from multihome.engine import locks, podnet
 from multihome.engine.cache import AttachmentCache, CacheRecord
@@ -107,14 +107,13 @@ class HotplugController:
     async def run(self) -> None:
         """Pass after pass until cancelled: at each annotation change, and every ``resync``."""
         last_resync = -float("inf")
-        wishes: dict[Any, str] = {}
-        busy = False
         while True:
             now = time.monotonic()
             full = now - last_resync >= self.resync
             if full:
                 last_resync = now
             wishes = self._wishes()
+            busy = False
             try:
                 busy = await self.sync_all(full=full)
             except Exception:
@@ -274,26 +273,10 @@ class HotplugController:
                 self.metrics.attachments.labels("added").inc(len(added))
         if removed or added:
             await self.engine.report_record(record, config, pod)
-        source = self.engine.source
-        if source is not None:
-            if removed:
-                await _quietly(
-                    source.emit_event(
-                        pod,
-                        type="Normal",
-                        reason="RemovedInterface",
-                        message="Remove " + ", ".join(removed),
-                    )
-                )
-            if added:
-                await _quietly(
-                    source.emit_event(
-                        pod,
-                        type="Normal",
-                        reason="AddedInterface",
-                        message="Add " + ", ".join(added),
-                    )
-                )
+        if removed:
+            await self._event(pod, "Normal", "RemovedInterface", "Remove " + ", ".join(removed))
+        if added:
+            await self._event(pod, "Normal", "AddedInterface", "Add " + ", ".join(added))
         log.info(
             "pod %s: hot-plug: removed %s, added %s",
             record.pod,
@@ -311,21 +294,20 @@ class HotplugController:
         attached = ", ".join(f"{a.ifname} ({a.network})" for a in record.attachments)
         text = f"the networks annotation is not met: {message}; attached: {attached or 'nothing'}"
         log.warning("pod %s: %s", record.pod, text)
-        source = self.engine.source
-        if source is not None:
-            await _quietly(
-                source.emit_event(pod, type="Warning", reason="HotplugFailed", message=text)
-            )
+        await self._event(pod, "Warning", "HotplugFailed", text)
         return Seen(annotation, "failed" if reason != "invalid" else "invalid", text)
+
+    async def _event(self, pod: Object, type: EventType, reason: str, message: str) -> None:
+        """Reports never fail the step they report on."""
+        source = self.engine.source
+        if source is None:
+            return
+        try:
+            await source.emit_event(pod, type=type, reason=reason, message=message)
+        except Exception as err:
+            log.warning("could not report to the cluster: %s", err)
 
 
 def _annotation(pod: Object) -> str:
     value = ((pod.get("metadata") or {}).get("annotations") or {}).get(NETWORKS_ANNOTATION)
     return value if isinstance(value, str) else ""
-
-
-async def _quietly(awaitable: Any) -> None:
-    try:
-        await awaitable
-    except Exception as err:
-        log.warning("could not report to the cluster: %s", err)

@@ -599,13 +599,7 @@ class Engine:
         self, record: CacheRecord, attachments: Sequence[Attachment], config: MultusConfig
     ) -> list[Finding]:
         """The plugin pre-flight of a pod's ADD, for ``attachments`` of ``record``'s sandbox."""
-        plan = PodPlan(
-            record.pod_namespace,
-            record.pod_name,
-            record.pod_uid,
-            record.container_id,
-            tuple(attachments),
-        )
+        plan = _sandbox_plan(record, attachments)
         return await self._check_plugins(plan, config, request_of(record))
 
     async def add_attachments(
@@ -621,13 +615,7 @@ class Engine:
         """
         cache = self._cache(config)
         request = request_of(record)
-        plan = PodPlan(
-            record.pod_namespace,
-            record.pod_name,
-            record.pod_uid,
-            record.container_id,
-            tuple(attachments),
-        )
+        plan = _sandbox_plan(record, attachments)
         findings = await self.preflight(record, attachments, config)
         error = to_cni_error(findings)
         if error is not None:
@@ -684,9 +672,7 @@ class Engine:
                 ifname=cached.ifname,
                 device_info=info,
             )
-        plan = PodPlan(
-            record.pod_namespace, record.pod_name, record.pod_uid, record.container_id, ()
-        )
+        plan = _sandbox_plan(record)
         # A write still owed to the ADD is older than this one: it must not land after it.
         cache = self._cache(config)
         await asyncio.to_thread(statuswrites.remove, cache.directory, record.container_id)
@@ -1028,6 +1014,17 @@ def _cached(attachment: Attachment, origin: str = "") -> CachedAttachment:
         primary=attachment.is_default,
         wish=hotplug.wish_of(attachment.selection) if hotplug.is_wished(attachment) else "",
         origin=origin,
+    )
+
+
+def _sandbox_plan(record: CacheRecord, attachments: Sequence[Attachment] = ()) -> PodPlan:
+    """A plan of ``attachments`` for ``record``'s sandbox (a hot-plug step's)."""
+    return PodPlan(
+        record.pod_namespace,
+        record.pod_name,
+        record.pod_uid,
+        record.container_id,
+        tuple(attachments),
     )
 
 
