@@ -76,6 +76,8 @@ _ATTRS = {
     "override_network_name": "overrideNetworkName",
     "readiness_indicator_file": "readinessindicatorfile",
     "node_name": "nodeName",
+    "hotplug": "hotplug",
+    "hotplug_resync": "hotplugResyncSeconds",
 }
 
 
@@ -131,6 +133,9 @@ class DaemonConfig:
     #: The Kubernetes API; None when neither a kubeconfig nor in-cluster env is present.
     kube: KubeConfig | None = None
     node_name: str = DEFAULTS["nodeName"]
+    #: Running pods follow their networks annotation (`multihome.daemon.hotplug`).
+    hotplug: bool = DEFAULTS["hotplug"]
+    hotplug_resync: float = DEFAULTS["hotplugResyncSeconds"]
     #: Lines to log at start-up (accepted but unsupported keys, unknown keys).
     notices: tuple[str, ...] = ()
     #: The file as written: the per-request override.
@@ -190,6 +195,7 @@ class DaemonConfig:
         )
         kw["request_timeout"] = float(kw["request_timeout"])
         kw["shutdown_timeout"] = float(kw["shutdown_timeout"])
+        kw["hotplug_resync"] = float(kw["hotplug_resync"])
         kw["log_level"] = kw["log_level"].lower()
         if "logOptions" in values:
             kw.update(read.log_options())

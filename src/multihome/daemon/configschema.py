@@ -195,6 +195,13 @@ KEYS: tuple[Key, ...] = (
     Key("kube", "object", None,
         "Client settings: [configuration-kube.md](configuration-kube.md)",
         valid="an object of Kubernetes client settings", shown_default="–"),
+    # -- running pods --
+    Key("hotplug", "boolean", False,
+        "Running pods on this node follow changes of their `k8s.v1.cni.cncf.io/networks` "
+        "annotation: networks are added and removed ([hotplug.md](hotplug.md))"),
+    Key("hotplugResyncSeconds", "seconds", 60.0,
+        "With `hotplug`: every pod's annotation is compared with its attachments this often, "
+        "besides at each change the watch sees", positive=True),
     # -- accepted, not supported --
     Key("chrootDir", "string", "", "Logged as unsupported", use="unsupported",
         shown_default="–"),

@@ -30,6 +30,7 @@ from multihome.cni.process import Exec, RuntimeConf
 from multihome.cni.request import Request
 from multihome.cni.result import Result
 from multihome.engine.cache import AttachmentCache, CachedAttachment
+from multihome.engine.hotplug import DELEGATE
 from multihome.networks.nad import parse_config_text
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ async def hot_plug(
                     capability_args=dict(rt.capability_args),
                     state="added",
                     result=result.to_dict(),
+                    # Not the annotation's: the hot-plug controller leaves it alone.
+                    origin=DELEGATE,
                 )
             )
             cache.save(record)

@@ -49,6 +49,7 @@ from . import logs, wire
 from .admission import Admission, pod_of
 from .confgen import ConfigManager
 from .config import DaemonConfig
+from .hotplug import HotplugController
 from .jobs import Jobs
 from .listening import GuardedSockSite, ListenError, ReadDeadlines, listen, remove_socket
 from .metrics import LiveValues, MeteredExec, Metrics, metrics_app
@@ -135,6 +136,8 @@ class Daemon:
         self._metrics_runner: web.AppRunner | None = None
         self._socket_inode: tuple[int, int] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: The hot-plug controller, when ``hotplug`` is on (`multihome.daemon.hotplug`).
+        self.hotplug: HotplugController | None = None
         self._local = self._engine(None)
         self._cluster = self._engine(source)
 
@@ -217,9 +220,24 @@ class Daemon:
                     CACHE_SYNC_WAIT,
                 )
         self.admission.serving.set()
+        if self.config.hotplug and not self.draining:
+            self._start_hotplug()
         # The node's CNI config is written once requests can be served, as upstream does.
         if self.confgen is not None and not self.draining:
             self._tasks.append(asyncio.create_task(self.confgen.run(), name="multihome-confgen"))
+
+    def _start_hotplug(self) -> None:
+        """The hot-plug controller (``hotplug``): only with the watch cache's pods."""
+        if getattr(self._cluster.source, "cached_pod", None) is None:
+            log.warning("hotplug is on but the daemon has no Kubernetes watch cache: it is off")
+            return
+        self.hotplug = HotplugController(
+            self._cluster,
+            cache_dirs=lambda: self.cache_dirs,
+            resync=self.config.hotplug_resync,
+            registry=self.metrics.registry,
+        )
+        self._tasks.append(asyncio.create_task(self.hotplug.run(), name="multihome-hotplug"))
 
     async def _write_statuses(self) -> None:
         """Keep writing the network-status of pods whose ADD could not, until each lands.

@@ -40,6 +40,12 @@ class CachedAttachment:
     primary: bool = False
     state: State = "planned"
     result: dict[str, Any] | None = None
+    #: What the pod's networks annotation asked for this attachment
+    #: (`multihome.engine.hotplug.wish_of`); "" for the configuration's networks.
+    wish: str = ""
+    #: Who added it: "" the pod's ADD, "hotplug" the annotation controller,
+    #: "delegate" the ``/delegate`` API (which the controller leaves alone).
+    origin: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CachedAttachment:
@@ -52,12 +58,17 @@ class CachedAttachment:
             primary=bool(data.get("primary", False)),
             state=data["state"] if data.get("state") in ("planned", "added") else "adding",
             result=data.get("result"),
+            wish=str(data.get("wish") or ""),
+            origin=str(data.get("origin") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["cniArgs"] = [list(pair) for pair in out.pop("cni_args")]
         out["capabilityArgs"] = out.pop("capability_args")
+        for key in ("wish", "origin"):
+            if not out[key]:
+                del out[key]  # records of networks the annotation did not name stay as they were
         return out
 
 
@@ -71,6 +82,10 @@ class CacheRecord:
     pod_name: str = ""
     pod_uid: str = ""
     attachments: list[CachedAttachment] = field(default_factory=list)
+    #: The multus configuration the ADD ran with and its CNI_PATH: what a later
+    #: change of the pod's networks (`multihome.engine.hotplug`) plans with.
+    multus_config: str = ""
+    cni_path: list[str] = field(default_factory=list)
 
     @property
     def pod(self) -> str:
@@ -90,6 +105,8 @@ class CacheRecord:
                     "uid": self.pod_uid,
                 },
                 "attachments": [a.to_dict() for a in self.attachments],
+                **({"multusConfig": self.multus_config} if self.multus_config else {}),
+                **({"cniPath": self.cni_path} if self.cni_path else {}),
             },
             indent=1,
         )
@@ -109,6 +126,8 @@ class CacheRecord:
             pod_name=str(pod.get("name", "")),
             pod_uid=str(pod.get("uid", "")),
             attachments=[CachedAttachment.from_dict(a) for a in data.get("attachments", [])],
+            multus_config=str(data.get("multusConfig") or ""),
+            cni_path=[str(p) for p in data.get("cniPath") or []],
         )
 
 

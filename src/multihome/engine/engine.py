@@ -54,7 +54,7 @@ from multihome.networks.plugins import plugin_findings, plugin_types
 from multihome.networks.status import network_statuses, serialise
 from multihome.networks.validation import compare_requested
 
-from . import devicefiles, locks, podnet, statuswrites
+from . import devicefiles, hotplug, locks, podnet, statuswrites
 from .cache import AttachmentCache, CachedAttachment, CacheRecord
 from .conffiles import DiskFiles
 from .probing import probe_plugin
@@ -585,6 +585,99 @@ class Engine:
             cache_dir, self._pending_source, budget=self.status_budget
         )
 
+    # -- hot-plug: attachments added to and removed from a running sandbox ---------------
+    # The caller (`multihome.daemon.hotplug`) holds the container's lock and has
+    # just read ``record``; these save it after every change.
+
+    async def replan(
+        self, record: CacheRecord, config: MultusConfig, pod: Object
+    ) -> tuple[PodPlan, list[Finding]]:
+        """The plan of ``pod`` as it is now, for ``record``'s sandbox: what it wishes."""
+        return await self._plan(self._source(config), config, request_of(record), pod)
+
+    async def preflight(
+        self, record: CacheRecord, attachments: Sequence[Attachment], config: MultusConfig
+    ) -> list[Finding]:
+        """The plugin pre-flight of a pod's ADD, for ``attachments`` of ``record``'s sandbox."""
+        plan = _sandbox_plan(record, attachments)
+        return await self._check_plugins(plan, config, request_of(record))
+
+    async def add_attachments(
+        self,
+        record: CacheRecord,
+        attachments: Sequence[Attachment],
+        config: MultusConfig,
+    ) -> Outcome:
+        """ADD ``attachments`` to ``record``'s sandbox: all of them, or none (rolled back).
+
+        The same pre-flight, checks of the results and of the namespace, and
+        default routes as a pod's ADD; the record holds each one before it runs.
+        """
+        cache = self._cache(config)
+        request = request_of(record)
+        plan = _sandbox_plan(record, attachments)
+        findings = await self.preflight(record, attachments, config)
+        error = to_cni_error(findings)
+        if error is not None:
+            raise error.prefixed(f"pod {plan.namespace}/{plan.name}")
+        added = [_cached(a, origin=hotplug.HOTPLUG) for a in attachments]
+        part = dataclasses.replace(record, attachments=added)
+        record.attachments += added
+        await asyncio.to_thread(cache.save, record)
+        outcome = Outcome(
+            plan=plan, result=Result(config.cni_version), results=[], findings=findings
+        )
+        try:
+            outcome.results = await self._add_all(plan, part, config, request, outcome)
+            await self._verify_namespace(plan, request)
+            await self._move_default_routes(plan, request)
+            await asyncio.to_thread(cache.save, record)
+        except BaseException:
+            failed = await self._delete_record(
+                part, config, cni_path=request.path, started_only=True, keep_failed=True
+            )
+            undone = {id(a) for a in added} - {id(a) for a in failed}
+            record.attachments = [a for a in record.attachments if id(a) not in undone]
+            await asyncio.to_thread(cache.save, record)
+            raise
+        return outcome
+
+    async def remove_attachments(
+        self, record: CacheRecord, attachments: Sequence[CachedAttachment], config: MultusConfig
+    ) -> list[CachedAttachment]:
+        """DEL ``attachments`` of ``record``; those that failed and stay in the record."""
+        part = dataclasses.replace(record, attachments=list(attachments))
+        failed = await self._delete_record(part, config, cni_path=record.cni_path, keep_failed=True)
+        gone = {id(a) for a in attachments} - {id(a) for a in failed}
+        record.attachments = [a for a in record.attachments if id(a) not in gone]
+        await asyncio.to_thread(self._cache(config).save, record)
+        return failed
+
+    async def report_record(self, record: CacheRecord, config: MultusConfig, pod: Object) -> None:
+        """Write ``pod``'s network-status from what ``record`` holds (what is attached)."""
+        source = self._source(config)
+        if source is None:
+            return
+        done = [a for a in record.attachments if a.result is not None]
+        infos = await asyncio.to_thread(
+            lambda: [_device_info(a.capability_args.get("CNIDeviceInfoFile")) for a in done]
+        )
+        statuses = []
+        for cached, info in zip(done, infos, strict=True):
+            assert cached.result is not None
+            statuses += network_statuses(
+                Result.parse(cached.result),
+                name=cached.network,
+                default=cached.primary,
+                ifname=cached.ifname,
+                device_info=info,
+            )
+        plan = _sandbox_plan(record)
+        # A write still owed to the ADD is older than this one: it must not land after it.
+        cache = self._cache(config)
+        await asyncio.to_thread(statuswrites.remove, cache.directory, record.container_id)
+        await self._write_status(source, pod, plan, serialise(statuses), cache=cache, config=config)
+
     # -- DEL --------------------------------------------------------------------------
     async def delete(self, request: Request, config: MultusConfig) -> CacheRecord | None:
         """DEL a container's attachments; the cached record it deleted, if there was one."""
@@ -842,6 +935,10 @@ class Engine:
         return plan.cluster_network
 
 
+def _device_info(path: object) -> dict[str, Any] | None:
+    return devicefiles.read(path) if isinstance(path, str) and path else None
+
+
 def _valid_type(plugin_type: str) -> bool:
     try:
         check_plugin_type(plugin_type)
@@ -901,17 +998,46 @@ def _record(
         pod_namespace=plan.namespace,
         pod_name=plan.name,
         pod_uid=str(((pod or {}).get("metadata") or {}).get("uid") or plan.uid),
-        attachments=[
-            CachedAttachment(
-                network=a.name,
-                ifname=a.ifname,
-                config=a.conf.text,
-                cni_args=list(a.cni_args),
-                capability_args=dict(a.capability_args),
-                primary=a.is_default,
-            )
-            for a in plan.attachments
-        ],
+        attachments=[_cached(a) for a in plan.attachments],
+        multus_config=config.raw.text if config.raw is not None else "",
+        cni_path=list(request.path),
+    )
+
+
+def _cached(attachment: Attachment, origin: str = "") -> CachedAttachment:
+    return CachedAttachment(
+        network=attachment.name,
+        ifname=attachment.ifname,
+        config=attachment.conf.text,
+        cni_args=list(attachment.cni_args),
+        capability_args=dict(attachment.capability_args),
+        primary=attachment.is_default,
+        wish=hotplug.wish_of(attachment.selection) if hotplug.is_wished(attachment) else "",
+        origin=origin,
+    )
+
+
+def _sandbox_plan(record: CacheRecord, attachments: Sequence[Attachment] = ()) -> PodPlan:
+    """A plan of ``attachments`` for ``record``'s sandbox (a hot-plug step's)."""
+    return PodPlan(
+        record.pod_namespace,
+        record.pod_name,
+        record.pod_uid,
+        record.container_id,
+        tuple(attachments),
+    )
+
+
+def request_of(record: CacheRecord) -> Request:
+    """The ADD request a record's sandbox was attached with, as far as a re-plan needs it."""
+    primary = next((a for a in record.attachments if a.primary), None)
+    return Request(
+        command="ADD",
+        container_id=record.container_id,
+        netns=record.netns,
+        ifname=record.ifname,
+        args=tuple((str(k), str(v)) for k, v in (primary.cni_args if primary else [])),
+        path=tuple(record.cni_path),
     )
 
 

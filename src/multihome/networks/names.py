@@ -64,3 +64,18 @@ def interface_problem(name: str) -> str | None:
     if "\0" in name:
         return "it contains a NUL character"
     return None
+
+
+def free_ifname(preferred: str, taken: set[str] | frozenset[str]) -> str:
+    """``preferred`` when nobody holds it, else the first ``net<N>`` nobody holds.
+
+    The numbering starts at the number a ``net<N>`` ``preferred`` carries, as
+    Multus numbers a pod's networks by position; else at 1.
+    """
+    if preferred and preferred not in taken:
+        return preferred
+    digits = preferred.removeprefix("net")
+    number = int(digits) if preferred.startswith("net") and digits.isdigit() else 1
+    while f"net{number}" in taken:
+        number += 1
+    return f"net{number}"
