@@ -19,7 +19,7 @@ from multihome.testing import leaks
 from multihome.testing.lab import Lab
 from multihome.testing.world import Sandbox, World
 
-BEHAVIOURS = ("ok", "hang", "sigkill", "garbage", "deep", "huge", "fork")
+BEHAVIOURS = ("ok", "hang", "sigkill", "garbage", "deep", "huge", "fork", "ipam")
 #: Seconds a plugin may run in these tests: a hang is cut short, not waited for.
 PLUGIN_TIMEOUT = 3.0
 

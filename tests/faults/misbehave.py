@@ -11,7 +11,8 @@ though the attachment cache keeps the configuration byte for byte:
 * ``garbage``: print something that is not JSON (exit 0 on ADD, 1 on DEL);
 * ``deep``: print 100,000 nested ``[`` and exit 1;
 * ``huge``: print without end;
-* ``fork``: start ``sleep 3600`` holding its stdout and stderr, then ``ok``.
+* ``fork``: start ``sleep 3600`` holding its stdout and stderr, then ``ok``;
+* ``ipam``: answer as an IPAM plugin, with one address.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ def main() -> None:
             sys.stdout.buffer.write(chunk)
     elif what == "fork":
         subprocess.Popen(["sleep", "3600"])  # inherits the pipes and CNI_CONTAINERID
-    if command == "ADD":
+    if what == "ipam":  # an IPAM plugin's answer
+        address = {"address": "192.168.99.5/24"}
+        print(json.dumps({"cniVersion": conf.get("cniVersion"), "ips": [address]}))
+    elif command == "ADD":
         print(json.dumps(conf.get("prevResult") or {"cniVersion": conf.get("cniVersion")}))
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from multihome.cni.errors import CNIError, Code
+from multihome.testing import leaks
 
 if TYPE_CHECKING:
     from conftest import Node  # the fixture's type (tests/faults/conftest.py)
@@ -133,4 +134,22 @@ def test_through_the_thin_plugin(node: Node, behaviour: str) -> None:
         node.world.add(pod)
         assert node.leftovers(pod).processes == ()
     node.world.delete(pod)
+    node.assert_clean(pod)
+
+
+def test_an_interface_whose_del_can_never_succeed_is_removed(node: Node) -> None:
+    """macvlan releases its IPAM first and stops when that fails, keeping its link:
+    a DEL that fails for good would leave the interface in the pod."""
+    world = node.world
+    macvlan = {"type": "macvlan", "master": world.lab.macvlan_parent("lan2"), "mode": "bridge"}
+    macvlan["ipam"] = {"type": "misbehave"}
+    world.nad("bad", {"cniVersion": "1.0.0", "name": "bad", "plugins": [macvlan]})
+    node.before = leaks.baseline(world.lab)
+    node.behave(ADD="ipam", DEL="garbage")
+    pod = world.pod("web", "bad")
+    node.call("ADD", pod)
+    assert "net1" in world.lab.links(pod.netns)
+
+    node.call("DEL", pod)
+
     node.assert_clean(pod)

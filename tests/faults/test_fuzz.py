@@ -286,7 +286,10 @@ def test_fuzz_the_thin_plugin(node: Node, data: st.DataObject) -> None:
         Result.parse(answer)
     if env.get("CNI_COMMAND") == "ADD" and code == 1:
         held = node.leftovers(container_id) if container_id else None
-        assert not held, f"a failed ADD left: {held.describe() if held else ''}"
+        assert not held, (
+            f"a failed ADD left: {held.describe() if held else ''}; its answer: {answer}; "
+            f"NAD: {nad}; annotation: {networks}; env: {overrides}; stdin: {stdin!r}"
+        )
     # The runtime's DEL, with the environment and config of the call.
     if env.get("CNI_COMMAND") in ("ADD", "DEL"):
         del_code, del_answer = _answer({**env, "CNI_COMMAND": "DEL"}, stdin)

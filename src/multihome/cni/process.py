@@ -1,7 +1,9 @@
 """Running a plugin process: the ``CNI_*`` environment, a timeout, the process group.
 
 A plugin that hangs is killed with its whole process group after a timeout
-(IPAM plugins it started die with it).  Running sits behind the `Exec`
+(IPAM plugins it started die with it), and so is one that prints more than
+`DEFAULT_OUTPUT_LIMIT` or exits leaving a child that holds its pipes
+(docs/limits.md).  Running sits behind the `Exec`
 protocol so that the layers above can be tested with
 `multihome.cni.fakeexec.FakeExec`, in memory.
 """

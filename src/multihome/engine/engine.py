@@ -792,6 +792,8 @@ class Engine:
                 )
                 if keep_failed and err.code in _RETRYABLE:
                     failed.insert(0, cached)
+                elif err.code not in _RETRYABLE:
+                    await _remove_leftover(record, cached, netns)
             except Exception as err:
                 # A bug for one network must not keep the others (the cluster
                 # network too) from being released; a retry would fail alike.
@@ -980,6 +982,30 @@ def _wants_devices(nads: Any) -> bool:
         ((nad or {}).get("metadata") or {}).get("annotations", {}).get(RESOURCE_NAME_ANNOTATION)
         for nad in nads
     )
+
+
+async def _remove_leftover(record: CacheRecord, cached: CachedAttachment, netns: str) -> None:
+    """The interface of an attachment whose DEL can never succeed, removed by hand.
+
+    A plugin whose DEL fails for good may leave its interface in the pod
+    (the bridge plugin keeps its veth when its IPAM configuration is bad,
+    and its DEL then fails on the same configuration): no retry releases
+    it, so it is removed here.  A device that cannot be deleted (a physical
+    one) returns to the host with the namespace.
+    """
+    if not netns or not cached.ifname:
+        return
+    try:
+        removed = await podnet.delete_link(netns, cached.ifname)
+    except (OSError, TimeoutError):
+        return
+    if removed:
+        log.warning(
+            "pod %s: removed interface %s left by the failed DEL of %s",
+            record.pod,
+            cached.ifname,
+            cached.network,
+        )
 
 
 def _record(

@@ -135,3 +135,12 @@ async def apply_default_routes(
     add = [f"route replace {_ANY[r.family]} via {r.gateway} dev {r.ifname}" for r in take]
     if add:
         await _ip(netns, "-batch", "-", stdin="\n".join(add).encode())
+
+
+async def delete_link(netns: str, ifname: str) -> bool:
+    """Remove ``ifname`` from the namespace; False when there is no such link to remove."""
+    try:
+        await _ip(netns, "link", "del", ifname)
+    except NamespaceError:
+        return False
+    return True
