@@ -24,6 +24,7 @@ import yaml
 from multihome.cluster.kube import KubeConfig
 from multihome.daemon.config import DaemonConfig
 from multihome.daemon.metrics import Metrics
+from multihome.testing.apiserver.roles import MULTIHOME
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -153,6 +154,12 @@ def test_daemonset_fits_the_daemon() -> None:
     assert mounts["/run/netns"]["mountPropagation"] == "HostToContainer"
     assert pod["priorityClassName"] == "system-node-critical"
     assert pod["tolerations"] == [{"operator": "Exists"}]
+
+
+def test_the_cluster_role_is_the_one_the_api_tests_play() -> None:
+    # tests/netns/test_rbac.py checks it against the requests; tests/api/test_rbac.py
+    # checks docs/configuration-kube.md against MULTIHOME.
+    assert _one("ClusterRole", "multihome")["rules"] == MULTIHOME.manifest()["rules"]
 
 
 def test_resources_match_the_benchmark() -> None:
