@@ -20,8 +20,8 @@ from multihome.cluster.devices import PodDevices
 from multihome.cluster.dra import DraDevices
 from multihome.cluster.kube import KubeConfig, KubeSource
 from multihome.cni.errors import CNIError, Code
-from multihome.testing.apiserver import ApiServerDouble
 from multihome.testing import dra
+from multihome.testing.apiserver import ApiServerDouble
 from multihome.testing.dra import claim, resource_slice
 from multihome.testing.kubelet import FakeKubelet, write_checkpoint
 

@@ -2,9 +2,10 @@
 
 The daemon (its Kubernetes source and engine: start, ADD, DEL, events, and
 the ADD of a pod with DRA devices) and the thin plugin (one GET per object)
-run against the API double through the representative paths; the set of (verb, resource) the double recorded must
-equal the set the ClusterRole grants: nothing missing (a forbidden request
-on a real cluster) and nothing extra (least privilege).
+run against the API double through the representative paths; the set of
+(verb, resource) the double recorded must equal the set the ClusterRole
+grants: nothing missing (a forbidden request on a real cluster) and nothing
+extra (least privilege).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ async def test_the_cluster_role_is_what_the_daemon_and_thin_plugin_use(
         api.create({"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "node-b"},
                     "metadata": {"name": "elsewhere", "namespace": "default"}})  # fmt: skip
         api.create(dra.claim("vfs", [(DRIVER, NODE, "vf0")], namespace="default"))
-        api.create(dra.resource_slice(f"{NODE}-vfs", NODE, DRIVER, [dra.vf("vf0", "0000:03:00.2", VFS)]))  # fmt: skip
+        vf = dra.vf("vf0", "0000:03:00.2", VFS)
+        api.create(dra.resource_slice(f"{NODE}-vfs", NODE, DRIVER, [vf]))
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
         settings = KubeConfig(
             kubeconfig=str(kubeconfig),
@@ -124,7 +126,7 @@ async def test_the_cluster_role_is_what_the_daemon_and_thin_plugin_use(
             await engine.add(add, MultusConfig.parse(add.stdin))
             slices = source.devices.dra.slices if source.devices.dra else None
             assert slices is not None
-            assert await slices.until(lambda: slices.synced.is_set(), timeout=10)
+            assert await slices.until(slices.synced.is_set, timeout=10)
             await api.until(lambda: api.open_watches == 3, timeout=10)
             delete = Request.from_env(world.env("DEL", with_device), json.dumps(config).encode())
             await engine.delete(delete, MultusConfig.parse(delete.stdin))

@@ -152,6 +152,15 @@ def test_daemonset_fits_the_daemon() -> None:
         assert needed in mounts, needed
     assert config.cache_dir.startswith("/var/lib/cni/") and "/var/lib/cni" in mounts
     assert mounts["/run/netns"]["mountPropagation"] == "HostToContainer"
+    # The device paths (kube settings kubeletSocket, kubeletCheckpoint, deviceInfoDir).
+    kube = config.kube or KubeConfig()
+    for path, writable in (
+        (str(Path(kube.kubelet_socket).parent), False),  # connect() needs no writable mount
+        (str(Path(kube.kubelet_checkpoint).parent), False),
+        (kube.device_info_dir, True),
+    ):
+        assert path in mounts, path
+        assert mounts[path].get("readOnly", False) is not writable, path
     assert pod["priorityClassName"] == "system-node-critical"
     assert pod["tolerations"] == [{"operator": "Exists"}]
 
