@@ -261,6 +261,9 @@ def test_the_dockerfile_and_the_e2e_image_agree_with_the_code() -> None:
     assert '"$1{DEFAULT_SHIM}"' in script  # the script copies the shim there
     for package in ("iproute2", "util-linux"):  # nsenter + ip: multihome.engine.podnet
         assert package in dockerfile and f'"{package}"' in script
+    # The PodResources client (SR-IOV networks): both install the devices extra.
+    assert "multihome-*.whl)[devices]" in dockerfile
+    assert 'EXTRAS = "[devices]"' in script and "multihome{EXTRAS}" in script
     [daemon] = _one("DaemonSet")["spec"]["template"]["spec"]["containers"]
     assert '"/etc/multihome/daemon-config.json"]' in dockerfile
     assert daemon["command"][-1] == "/etc/multihome/daemon-config.json"
