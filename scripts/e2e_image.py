@@ -2,7 +2,8 @@
 
 No base image can be pulled here, so the image's root file system is made
 from Debian packages (mmdebstrap: python3, iproute2, util-linux) plus the
-project's wheel and its runtime dependencies in a venv, and the static shim;
+project's wheel with the ``devices`` extra and its runtime dependencies in a
+venv, and the static shim;
 `podman import` makes an OCI image of it.  deploy/Dockerfile describes the
 same content on a slim Python base.
 
@@ -17,8 +18,10 @@ reference plugins, var/lib/cni, run/multihome) and the host's /run/netns:
 3. from the "host": /readyz and /healthz answer, the daemon wrote
    00-multihome.conf from the cluster network's file, a pod sandbox is
    attached through the installed shim (cluster network + a macvlan NAD),
-   /metrics counts the ADD, DEL removes everything, and SIGTERM stops the
-   daemon within the grace period.
+   /metrics counts the ADD, DEL removes everything; a pod whose NAD names
+   a resourceName gets its device from a fake kubelet on the host's
+   PodResources socket (through the DaemonSet's read-only mount, with the
+   image's gRPC client), and SIGTERM stops the daemon within the grace period.
 
 The runtime's side runs in a private mount namespace in which the host
 root's directories are bound over /etc/cni/net.d, /opt/cni/bin and
@@ -48,7 +51,9 @@ from typing import Any
 
 import yaml
 
+from multihome.cluster.devices import DEFAULT_SOCKET as KUBELET_SOCKET
 from multihome.daemon.install import DEFAULT_SHIM
+from multihome.testing.kubelet import FakeKubelet
 from multihome.testing.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,10 +63,13 @@ SUITE = "bookworm"
 #: service account), no apt (the image is never updated in place).
 PACKAGES = ("python3", "iproute2", "util-linux")
 EXCLUDED = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
+#: The extra the image installs: the PodResources client (SR-IOV and other device networks).
+EXTRAS = "[devices]"
 TAG = "localhost/multihome:e2e"
 #: Where the runtime's side sees the node's directories (the DaemonSet's hostPaths).
 HOST_PATHS = ("/etc/cni/net.d", "/opt/cni/bin", "/var/lib/cni", "/run/multihome")
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
+VF_RESOURCE, VF = "example.com/vf", "0000:03:00.2"
 #: Container limits within this machine's own: podman as root would raise
 #: RLIMIT_NOFILE and RLIMIT_NPROC beyond the hard limits runc may set here.
 ULIMITS = (
@@ -96,7 +104,7 @@ def build_image(work: Path, podman: list[str]) -> dict[str, float]:
     pip = [sys.executable, "-m", "pip", "-q"]
     run(*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT))
     [wheel] = wheels.glob("multihome-*.whl")
-    run(*pip, "download", "-d", str(wheels), str(wheel))
+    run(*pip, "download", "-d", str(wheels), f"{wheel}{EXTRAS}")
     run(*pip, "download", "--no-deps", "-d", str(work / "pip"), "pip")
     [pip_wheel] = (work / "pip").glob("pip-*.whl")
     run("make", "-s", "-C", str(ROOT / "shim"))
@@ -111,7 +119,7 @@ def build_image(work: Path, podman: list[str]) -> dict[str, float]:
         f'cp {ROOT}/shim/multihome-shim "$1{DEFAULT_SHIM}"; '
         'chroot "$1" python3 -m venv --without-pip /opt/multihome; '
         f'chroot "$1" /opt/multihome/bin/python /tmp/wheels/{pip_wheel.name}/pip install -q '
-        "--no-index --no-compile --find-links /tmp/wheels multihome; "
+        f"--no-index --no-compile --find-links /tmp/wheels 'multihome{EXTRAS}'; "
         'ln -s /opt/multihome/bin/multihome "$1/usr/local/bin/multihome"; '
         'rm -rf "$1/tmp/wheels" "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*'
     )
@@ -400,6 +408,54 @@ def scenario(work: Path, podman: list[str], env: dict[str, str], lab: Lab) -> di
             }
         )
     )
+    # A device network: its plugin (macvlan, which ignores deviceID) keeps its ADD input.
+    vf_plugin = bin_dir / "vf-macvlan"
+    vf_plugin.write_text(
+        "#!/bin/sh\n# e2e-image: macvlan, keeping the ADD's config\n"
+        'if [ "$CNI_COMMAND" = ADD ]; then tee /var/lib/cni/vf-add.json | /opt/cni/bin/macvlan; '
+        "else exec /opt/cni/bin/macvlan; fi\n"
+    )
+    vf_plugin.chmod(0o755)
+    vf_config = {
+        "cniVersion": "1.0.0",
+        "name": "vf",
+        "plugins": [
+            {
+                **nad_config["plugins"][0],
+                "type": "vf-macvlan",
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "172.31.78.0/24"}]]},
+            }
+        ],
+    }
+    (manifests / "nad-vf.json").write_text(
+        json.dumps(
+            {
+                "apiVersion": "k8s.cni.cncf.io/v1",
+                "kind": "NetworkAttachmentDefinition",
+                "metadata": {
+                    "name": "vf",
+                    "namespace": "default",
+                    "annotations": {"k8s.v1.cni.cncf.io/resourceName": VF_RESOURCE},
+                },
+                "spec": {"config": json.dumps(vf_config)},
+            }
+        )
+    )
+    vf_uid = "5f0c5bd2-0d6a-4c4e-9e38-2d1b8a1f0e03"
+    (manifests / "pod-vf.json").write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": "vf",
+                    "namespace": "default",
+                    "uid": vf_uid,
+                    "annotations": {"k8s.v1.cni.cncf.io/networks": "vf"},
+                },
+            }
+        )
+    )
     manifest_mount = "/etc/multihome-manifests"
     config_dir = host / "configmap" / "config"
     config_dir.mkdir(parents=True)
@@ -496,7 +552,28 @@ def scenario(work: Path, podman: list[str], env: dict[str, str], lab: Lab) -> di
             raise Failed(f"after DEL: leases {leases}, cache {cache}")
         step("DEL: the sandbox has only lo; no lease, no cache record left")
 
-        # 4. SIGTERM, as the kubelet stops the pod, with an ADD in flight: the
+        # 4. A device network: the kubelet (fake, on the host's socket) gave the pod a VF.
+        vf_sandbox = lab.netns("podvf")
+        vf_env = {
+            **cni_env,
+            "CNI_CONTAINERID": f"{lab.prefix}c000003",
+            "CNI_NETNS": vf_sandbox.path,
+            "CNI_ARGS": f"K8S_POD_NAMESPACE=default;K8S_POD_NAME=vf;K8S_POD_UID={vf_uid}",
+        }
+        kubelet_pod = {"name": "vf", "namespace": "default", "containers": [
+            {"name": "app", "devices": [{"resourceName": VF_RESOURCE, "deviceIds": [VF]}]}]}  # fmt: skip
+        with FakeKubelet(str(host / KUBELET_SOCKET.lstrip("/")), pods=[kubelet_pod]) as kubelet:
+            shim(host, "ADD", vf_env, generated.read_bytes())
+            recorded = json.loads((host / "var/lib/cni/vf-add.json").read_text())
+            if recorded.get("deviceID") != VF or "net1" not in lab.links(vf_sandbox):
+                raise Failed(f"device ADD: plugin got {recorded}, sandbox {lab.links(vf_sandbox)}")
+            shim(host, "DEL", vf_env, generated.read_bytes())
+        (host / "var/lib/cni/vf-add.json").unlink()
+        if set(lab.links(vf_sandbox)) != {"lo"} or kubelet.calls != ["Get"]:
+            raise Failed(f"device DEL: sandbox {lab.links(vf_sandbox)}, kubelet {kubelet.calls}")
+        step(f"device network: the kubelet's {VF} reached the plugin as deviceID (PodResources Get)")
+
+        # 5. SIGTERM, as the kubelet stops the pod, with an ADD in flight: the
         # ADD finishes (the drain), then the daemon exits within the grace period.
         grace = int(pod["terminationGracePeriodSeconds"])
         second = lab.netns("pod2")

@@ -20,7 +20,9 @@ from multihome.cluster.devices import PodDevices
 from multihome.cluster.dra import DraDevices
 from multihome.cluster.kube import KubeConfig, KubeSource
 from multihome.cni.errors import CNIError, Code
+from multihome.testing import dra
 from multihome.testing.apiserver import ApiServerDouble
+from multihome.testing.dra import claim, resource_slice
 from multihome.testing.kubelet import FakeKubelet, write_checkpoint
 
 NODE = "node1"
@@ -145,59 +147,12 @@ async def test_a_missing_grpc_library_says_what_to_install(
 # -- DRA on the API double ------------------------------------------------------------------
 
 
-def claim(name: str, results: list[tuple[str, str, str]] | None) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaim",
-        "metadata": {"name": name, "namespace": "ns"},
-        "spec": {"devices": {"requests": [{"name": "vf", "exactly": {"deviceClassName": "vf"}}]}},
-    }
-    if results is not None:
-        obj["status"] = {
-            "allocation": {
-                "devices": {
-                    "results": [
-                        {"request": "vf", "driver": d, "pool": p, "device": n}
-                        for d, p, n in results
-                    ]
-                },
-                "nodeSelector": {"nodeSelectorTerms": []},
-            }
-        }
-    return obj
-
-
-def resource_slice(name: str, node: str, driver: str, devices: list[dict[str, Any]]) -> dict:
-    return {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceSlice",
-        "metadata": {"name": name},
-        "spec": {
-            "driver": driver,
-            "nodeName": node,
-            "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
-            "devices": devices,
-        },
-    }
-
-
 def vf(name: str, pci: str, resource: str = SRIOV) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        "k8s.cni.cncf.io/deviceID": {"string": pci},
-        "sriovnetwork.k8snetworkplumbingwg.io/vendor": {"string": "8086"},
-    }
-    if resource:
-        attributes["k8s.cni.cncf.io/resourceName"] = {"string": resource}
-    return {"name": name, "attributes": attributes, "capacity": {"vfs": {"value": "1"}}}
+    return dra.vf(name, pci, resource)
 
 
 def dra_pod(*claims: str) -> dict[str, Any]:
-    return {
-        **POD,
-        "status": {
-            "resourceClaimStatuses": [{"name": f"ref-{c}", "resourceClaimName": c} for c in claims]
-        },
-    }
+    return {**POD, "status": dra.claim_statuses(*claims)}
 
 
 @pytest.fixture

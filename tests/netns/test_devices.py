@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +295,31 @@ async def test_devices_are_asked_only_for_pods_whose_nads_name_a_resource(lab: L
     assert received(records, "net1")["deviceID"] == "v0"
     assert set(lab.links(sandbox.netns)) == {"lo"}
     assert world.allocations() == {}
+
+
+def test_the_kubelet_socket_answers_through_a_read_only_mount(tmp_path: Path) -> None:
+    """The DaemonSet mounts /var/lib/kubelet/pod-resources read-only: connect() still works."""
+    kubelet_dir, mounted = tmp_path / "pod-resources", tmp_path / "mounted"
+    kubelet_dir.mkdir()
+    mounted.mkdir()
+    socket = kubelet_dir / "kubelet.sock"
+    pod = {"metadata": {"namespace": "ns", "name": "web", "uid": "u"}, "spec": {}}
+    ask = (
+        "import asyncio, sys; from multihome.cluster.devices import PodDevices; "
+        f"print(asyncio.run(PodDevices(socket=sys.argv[1]).assigned({pod!r})))"
+    )
+    entry = {"name": "web", "namespace": "ns", "containers": [
+        {"name": "app", "devices": [{"resourceName": RESOURCE, "deviceIds": VFS}]}]}  # fmt: skip
+    with FakeKubelet(str(socket), pods=[entry]):
+        # A private mount namespace, so the bind mount goes away with the process.
+        script = (
+            f"mount --bind {kubelet_dir} {mounted} && mount -o remount,bind,ro {mounted} && "
+            f'! touch {mounted}/x 2>/dev/null && exec "$@"'
+        )
+        done = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+             sys.executable, "-c", ask, f"{mounted}/kubelet.sock"],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == repr({RESOURCE: sorted(VFS)})

@@ -24,6 +24,7 @@ import yaml
 from multihome.cluster.kube import KubeConfig
 from multihome.daemon.config import DaemonConfig
 from multihome.daemon.metrics import Metrics
+from multihome.testing.apiserver.roles import MULTIHOME
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -151,8 +152,23 @@ def test_daemonset_fits_the_daemon() -> None:
         assert needed in mounts, needed
     assert config.cache_dir.startswith("/var/lib/cni/") and "/var/lib/cni" in mounts
     assert mounts["/run/netns"]["mountPropagation"] == "HostToContainer"
+    # The device paths (kube settings kubeletSocket, kubeletCheckpoint, deviceInfoDir).
+    kube = config.kube or KubeConfig()
+    for path, writable in (
+        (str(Path(kube.kubelet_socket).parent), False),  # connect() needs no writable mount
+        (str(Path(kube.kubelet_checkpoint).parent), False),
+        (kube.device_info_dir, True),
+    ):
+        assert path in mounts, path
+        assert mounts[path].get("readOnly", False) is not writable, path
     assert pod["priorityClassName"] == "system-node-critical"
     assert pod["tolerations"] == [{"operator": "Exists"}]
+
+
+def test_the_cluster_role_is_the_one_the_api_tests_play() -> None:
+    # tests/netns/test_rbac.py checks it against the requests; tests/api/test_rbac.py
+    # checks docs/configuration-kube.md against MULTIHOME.
+    assert _one("ClusterRole", "multihome")["rules"] == MULTIHOME.manifest()["rules"]
 
 
 def test_resources_match_the_benchmark() -> None:
@@ -245,6 +261,9 @@ def test_the_dockerfile_and_the_e2e_image_agree_with_the_code() -> None:
     assert '"$1{DEFAULT_SHIM}"' in script  # the script copies the shim there
     for package in ("iproute2", "util-linux"):  # nsenter + ip: multihome.engine.podnet
         assert package in dockerfile and f'"{package}"' in script
+    # The PodResources client (SR-IOV networks): both install the devices extra.
+    assert "multihome-*.whl)[devices]" in dockerfile
+    assert 'EXTRAS = "[devices]"' in script and "multihome{EXTRAS}" in script
     [daemon] = _one("DaemonSet")["spec"]["template"]["spec"]["containers"]
     assert '"/etc/multihome/daemon-config.json"]' in dockerfile
     assert daemon["command"][-1] == "/etc/multihome/daemon-config.json"

@@ -10,8 +10,8 @@ the real server's 403 (`status.forbidden`).
 The three roles here are data copied from their sources: Multus v4.0.2's
 and Multus HEAD's ClusterRole ``multus`` (deployments/multus-daemonset*.yml
 of k8snetworkplumbingwg/multus-cni, identical in the thin, thick and CRI-O
-manifests) and multihome's own least-privilege role (docs/configuration-kube.md
-shows it; a test keeps the two equal).
+manifests) and multihome's own least-privilege role (deploy/kubernetes/base/rbac.yaml
+ships it, docs/configuration-kube.md shows it; tests keep the three equal).
 """
 
 from __future__ import annotations
@@ -125,6 +125,12 @@ MULTIHOME = Role(
             "verbs": ["get", "list", "watch"],
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        {"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims"], "verbs": ["get"]},
+        {
+            "apiGroups": ["resource.k8s.io"],
+            "resources": ["resourceslices"],
+            "verbs": ["list", "watch"],
+        },
     ),
 )
 
