@@ -9,6 +9,13 @@ ALL: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1
 LATEST = "1.1.0"
 
 
+def version_text() -> str:
+    """The answer to VERSION (the spec's version-info result)."""
+    import json  # here: the thin plugin's VERSION imports nothing else
+
+    return json.dumps({"cniVersion": LATEST, "supportedVersions": list(ALL)})
+
+
 def parse(version: str) -> tuple[int, int, int]:
     """``"0.3.1"`` -> ``(0, 3, 1)``; anything else is a CNI error naming the value."""
     parts = version.split(".") if isinstance(version, str) else []
