@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from multihome.testing.apiserver import run_in_thread
-from multihome.testing.lab import lab
-from multihome.testing.world import CNI_BIN_DIR, Sandbox, World
+from multihome.testing.lab import CNI_BIN_DIR, lab
+from multihome.testing.world import Sandbox, World
 
 from . import node
 from .context import Settings
@@ -173,7 +173,7 @@ def run(settings: Settings) -> Section:
                 for side in order:
                     runtimes = via_shim if side == "shim" else direct
                     api.reset_requests()
-                    with PeakMemory(node.pid_of(d)) as peak:
+                    with PeakMemory(node.pid_of(d)) as sampled:
                         wall, latencies, failures = _burst(runtimes, "ADD", pods)
                     requests = api.count()
                     del_wall, _, del_failures = _burst(runtimes, "DEL", pods)
@@ -185,9 +185,9 @@ def run(settings: Settings) -> Section:
                             "failure_samples": (failures + del_failures)[:3],
                             "api_requests": requests,
                             "del_seconds": del_wall,
-                            "peak_kib": peak.peak_kib if side == "shim" else None,
-                            "peak_processes": peak.peak_processes if side == "shim" else None,
-                            "daemon_peak_kib": peak.own_peak_kib if side == "shim" else None,
+                            "peak_kib": sampled.peak_kib if side == "shim" else None,
+                            "peak_processes": sampled.peak_processes if side == "shim" else None,
+                            "daemon_peak_kib": sampled.own_peak_kib if side == "shim" else None,
                         }
                     )
         found = node.leaks(world, pods)
