@@ -187,7 +187,9 @@ def describe(runtimes: Mapping[str, Runtime]) -> dict[str, str]:
 
 
 #: How long a daemon may take to stop on SIGTERM before the harness kills it.
-STOP_WAIT = 5.0
+#: Above the daemon's own bound after its drain (``kube.stopFlushSeconds``, 5 s, for the
+#: pending status writes and then the queued events) with some slack.
+STOP_WAIT = 10.0
 
 
 @contextlib.contextmanager
@@ -197,7 +199,8 @@ def daemon(
     """A started, ready daemon (``multihome daemon``), logging at its default level.
 
     On exit it gets SIGTERM and `STOP_WAIT` seconds (a note in ``section``
-    when it needs longer: it flushes queued events first), then SIGKILL.
+    says how long it took: it writes pending statuses and flushes queued
+    events first), then SIGKILL.
     """
     process = DaemonProcess(config={"logLevel": "info", **(config or {})})
     try:
@@ -209,7 +212,12 @@ def daemon(
         yield process
     finally:
         try:
+            began = time.monotonic()
             process.stop(timeout=STOP_WAIT)
+            if section is not None:
+                section.notes.append(
+                    f"the daemon exited {time.monotonic() - began:.1f} s after SIGTERM"
+                )
         except subprocess.TimeoutExpired:
             if section is not None:
                 section.notes.append(
