@@ -18,7 +18,7 @@ process per delegate, writes its cache, PATCHes the API and queues events
 exactly as with real plugins.  The cycles go through the shim, 8 at a time,
 in order over the pods (8 in flight never share one of the 110), within a
 time budget (noted when it cuts the run short).  The daemon's client limits
-are lifted (``kube.qps``/``burst`` 1000): at the default 10 requests/s the
+are lifted (``kube.qps``/``burst`` 1000): at 10 requests/s (the old default) the
 cycles would take an hour; events keep their default pacing, so their queue
 fills up to its bound on the way.
 
