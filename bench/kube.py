@@ -11,13 +11,18 @@ event loop in a thread of this process with a `KubeSource` (the same cache).
   AddedInterface event is sent after the CNI answer: it is counted, but
   apart (a harness cannot see whether it left before the answer did);
 * cold: the pod is created in the API just before its ADD, so the ADD may
-  wait for the watch to deliver it, or GET it.
+  wait for the watch to deliver it, or GET it;
+* thin: the thin plugin ``multihome-cni`` with a kubeconfig (no cache: it
+  GETs the pod and the NAD, PATCHes the status and creates the event);
+* direct: the same delegates exec'd directly (`bench.direct`), the floor.
 
-The daemon runs with its default client limits (10 requests/s, burst 20).
-A cycle costs three requests (PATCH and event on ADD, PATCH on DEL), so the
-interleaved rounds are paced to stay under that rate: the latencies are
-those of a node whose pods come and go at a plausible pace.  A last run of
-back-to-back cycles shows what the limit does to a node churning pods.
+Targets (issue 17): warm ADD through the shim <= 1.15x direct, ADD+DEL
+<= 1.10x; thin ADD+DEL <= 1.5x direct (per round, the sides interleaved).
+
+The daemon runs with its default client limits (kube.qps/burst).  A cycle
+costs three requests (PATCH and event on ADD, PATCH on DEL); the rounds are
+paced to a plausible pace of pods coming and going.  A last run of
+back-to-back cycles shows what the limits do to a node churning pods.
 """
 
 from __future__ import annotations
@@ -35,18 +40,21 @@ from multihome.cluster.kube import KubeConfig, KubeSource
 from multihome.cni.request import Request
 from multihome.engine.engine import Engine
 from multihome.testing.apiserver import ApiServerDouble, run_in_thread
-from multihome.testing.lab import lab
+from multihome.testing.lab import CNI_BIN_DIR, lab
 from multihome.testing.world import Sandbox, World
 
 from . import node
 from .context import Settings
+from .direct import DirectRuntime
 from .report import Panel, Row, Section
-from .stats import Summary, Timings, interleaved
+from .stats import Summary, Timings, interleaved, paired, ratio_text
 
 NAME = "kube"
 NODE = "bench-node"
 LATENCY_MS = 2.0
 TARGET_WARM = 1
+#: Issue 17: thick ADD and ADD+DEL, thin ADD+DEL, each over the delegates alone.
+TARGET_ADD, TARGET_ADD_DEL, TARGET_THIN = 1.15, 1.10, 1.5
 WARMUP = 2
 #: Seconds between two cycles of one side: 2 sides x 3 requests / 0.65 s = 9.2 requests/s.
 PERIOD = 0.65
@@ -108,7 +116,7 @@ class Counting:
         self.runtime.call("DEL", sandbox)
         deleted = time.perf_counter()
         self.during_del.append(self._since(mark)[1])
-        return {"add": added - started, "del": deleted - added}
+        return {"add": added - started, "del": deleted - added, "total": deleted - started}
 
 
 def paced(fn: Callable[[], Timings], period: float) -> Callable[[], Timings]:
@@ -168,6 +176,23 @@ def run(settings: Settings) -> Section:
                 runtime = InProcess(world, kubeconfig, config)
             warm_side, cold_side = Counting(api, runtime), Counting(api, runtime)
             numbers = iter(range(1, 10**6))
+            # The floor: what the multihome side ran for this pod, exec'd directly.
+            direct_pod = world.pod(
+                "direct", [{"name": "lan1", "ips": [world.host(lan, 12) + "/24"]}]
+            )
+            _publish(api, _manifest(world, direct_pod), direct_pod)
+            runtime.call("ADD", direct_pod)
+            direct = DirectRuntime.from_cache(
+                world.cni_dir / "multihome",
+                direct_pod.container_id,
+                cni_path=(CNI_BIN_DIR, CNI_BIN_DIR),
+            )
+            runtime.call("DEL", direct_pod)
+            thin_pod = world.pod("thin", [{"name": "lan1", "ips": [world.host(lan, 13) + "/24"]}])
+            _publish(api, _manifest(world, thin_pod), thin_pod)
+            thin = node.thin_runtime(world, kubeconfig=str(kubeconfig))
+            thin.config.pop("manifestDir", None)
+            thin_side = Counting(api, thin)
 
             def cold() -> Timings:
                 n = next(numbers)
@@ -185,6 +210,8 @@ def run(settings: Settings) -> Section:
                     {
                         "warm": paced(lambda: warm_side.cycle(warm), PERIOD),
                         "cold": paced(cold, PERIOD),
+                        "thin": paced(lambda: thin_side.cycle(thin_pod), PERIOD),
+                        "direct": lambda: _direct_cycle(direct, direct_pod),
                     },
                     rounds=rounds,
                     warmup=WARMUP,
@@ -197,7 +224,7 @@ def run(settings: Settings) -> Section:
                 if isinstance(runtime, InProcess):
                     runtime.close()
             events = api.count("create", "events")
-        found = node.leaks(world, [warm, cold_ns])
+        found = node.leaks(world, [warm, cold_ns, direct_pod, thin_pod])
 
     summaries = {s: {k: Summary.of(v) for k, v in t.items()} for s, t in samples.items()}
     counted = {"warm": warm_side.during_add[WARMUP:], "cold": cold_side.during_add[WARMUP:]}
@@ -205,6 +232,44 @@ def run(settings: Settings) -> Section:
     for side in ("warm", "cold"):
         section.rows.append(Row(f"{side}: ADD latency ({path})", summaries[side]["add"].ms()))
         section.rows.append(Row(f"{side}: DEL latency", summaries[side]["del"].ms()))
+    section.rows.append(
+        Row("thin: ADD latency (multihome-cni, no cache)", summaries["thin"]["add"].ms())
+    )
+    section.rows.append(Row("thin: DEL latency", summaries["thin"]["del"].ms()))
+    section.rows.append(
+        Row("direct: ADD latency (the delegates alone)", summaries["direct"]["add"].ms())
+    )
+    section.rows.append(Row("direct: DEL latency", summaries["direct"]["del"].ms()))
+    ratios = {
+        "warm_add": paired(samples["warm"]["add"], samples["direct"]["add"]),
+        "warm_total": paired(samples["warm"]["total"], samples["direct"]["total"]),
+        "cold_add": paired(samples["cold"]["add"], samples["direct"]["add"]),
+        "thin_add": paired(samples["thin"]["add"], samples["direct"]["add"]),
+        "thin_total": paired(samples["thin"]["total"], samples["direct"]["total"]),
+    }
+    for key, label, target in (
+        ("warm_add", f"warm ADD / direct ADD ({path}), per round", TARGET_ADD),
+        ("warm_total", "warm ADD+DEL / direct ADD+DEL, per round", TARGET_ADD_DEL),
+        ("cold_add", "cold ADD / direct ADD, per round", None),
+        ("thin_add", "thin ADD / direct ADD, per round", None),
+        ("thin_total", "thin ADD+DEL / direct ADD+DEL, per round", TARGET_THIN),
+    ):
+        got = ratios[key]
+        section.rows.append(
+            Row(
+                label,
+                ratio_text(got),
+                f"<= {target}" if target else "",
+                got.median <= target if target else None,
+            )
+        )
+    thin_requests = _per_kind(thin_side.during_add[WARMUP:])
+    section.rows.append(
+        Row(
+            "thin: API requests per ADD",
+            ", ".join(f"{n:g} {k}" for k, n in thin_requests.items()) or "none",
+        )
+    )
     requests: dict[str, Any] = {}
     for side, adds in counted.items():
         kinds = sum(adds, Counter())
@@ -239,10 +304,6 @@ def run(settings: Settings) -> Section:
     )
     section.rows.append(Row("back-to-back: DEL", churn_del.ms()))
     section.rows.append(Row("leaks after", node.leak_text(found), "0", not any(found.values())))
-    section.notes.append(
-        "back-to-back cycles run into the daemon's client rate limit (kube.qps 10, burst 20): "
-        "3 requests per cycle caps a node at about 3 pod ADD+DEL cycles/s in Kubernetes mode"
-    )
     section.data = {
         "rounds": rounds,
         "latency_ms": LATENCY_MS,
@@ -250,6 +311,8 @@ def run(settings: Settings) -> Section:
         "path": path,
         "ms": {s: {k: v.to_dict(1e3) for k, v in d.items()} for s, d in summaries.items()},
         "requests": requests,
+        "ratios_to_direct": {k: v.to_dict() for k, v in ratios.items()},
+        "thin_requests_per_add": thin_requests,
         "requests_during_del": _per_kind(
             warm_side.during_del[WARMUP:] + cold_side.during_del[WARMUP:]
         ),
@@ -278,6 +341,15 @@ def run(settings: Settings) -> Section:
         )
     )
     return section
+
+
+def _direct_cycle(direct: DirectRuntime, sandbox: Sandbox) -> Timings:
+    started = time.perf_counter()
+    direct.call("ADD", sandbox)
+    added = time.perf_counter()
+    direct.call("DEL", sandbox)
+    deleted = time.perf_counter()
+    return {"add": added - started, "del": deleted - added, "total": deleted - started}
 
 
 def _per_kind(counters: list[Kinds]) -> dict[str, float]:

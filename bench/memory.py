@@ -18,17 +18,22 @@ process per delegate, writes its cache, PATCHes the API and queues events
 exactly as with real plugins.  The cycles go through the shim, 8 at a time,
 in order over the pods (8 in flight never share one of the 110), within a
 time budget (noted when it cuts the run short).  The daemon's client limits
-are lifted (``kube.qps``/``burst`` 1000): at the default 10 requests/s the
+are lifted (``kube.qps``/``burst`` 1000): at 10 requests/s (the old default) the
 cycles would take an hour; events keep their default pacing, so their queue
 fills up to its bound on the way.
 
-Design target (design.md): at most 50 MiB with 110 pods and 1,000 NADs.
+Design target (design.md): at most 50 MiB with 110 pods and 1,000 NADs;
+issue 17: at most the Go multus-daemon's 31 MiB.  What each import costs
+is measured too, in a fresh interpreter, each step on top of the ones before
+(the order the daemon's imports pile up): where a leaner daemon would start.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -232,7 +237,44 @@ def run(settings: Settings) -> Section:
             },
         )
     )
+    for module, kib in import_costs():
+        section.rows.append(Row(f"import cost: + {module}", f"{kib / 1024:+.1f} MiB RSS"))
     return section
+
+
+#: The daemon's import stack, cheapest layers first; each is measured on top of the last.
+IMPORTS = (
+    "json",
+    "logging",
+    "asyncio",
+    "yaml",
+    "multihome.engine.engine",
+    "aiohttp",
+    "multihome.cluster.kube",
+    "aiohttp.web",
+    "prometheus_client",
+    "multihome.daemon.server",
+)
+_PROBE = """
+import importlib, json, sys
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+out = [["the interpreter", rss()]]
+for name in sys.argv[1:]:
+    before = rss()
+    importlib.import_module(name)
+    out.append([name, rss() - before])
+print(json.dumps(out))
+"""
+
+
+def import_costs() -> list[tuple[str, int]]:
+    """(module, KiB of RSS its import added), in a fresh interpreter."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, *IMPORTS], capture_output=True, check=True, text=True
+    )
+    return [(str(name), int(kib)) for name, kib in json.loads(proc.stdout)]
 
 
 def _text(sample: dict[str, int]) -> str:

@@ -7,8 +7,10 @@ exiting.  Interleaved with it, three references: ``multihome-shim -v`` (the
 same static binary exec'd without a request: what the request itself adds
 shows as the difference), ``/bin/true`` (a dynamically linked exec from this
 harness) and the thin plugin answering VERSION (Python's start-up and
-multihome's imports, which the shim exists to avoid).  Wall time and the
-child's CPU time (user + sys, from ``getrusage``) for each.
+multihome's imports, which the shim exists to avoid), next to Python's own
+start-up, the floor of any Python plugin (``python -I -S -c pass``).  Wall
+time and the child's CPU time (user + sys, from ``getrusage``) for each.
+Target (issue 17): the thin plugin answers VERSION in single-digit ms.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import resource
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -125,6 +128,10 @@ def run(settings: Settings) -> Section:
                 "thin plugin VERSION": lambda: _exec(
                     node.thin_argv(), stdin=b'{"cniVersion":"1.0.0"}', env=version
                 ),
+                "python -I -S -c pass (the floor)": lambda: _exec(
+                    [sys.executable, "-I", "-S", "-c", "pass"], stdin=b"", env={}
+                ),
+                "python -c pass": lambda: _exec([sys.executable, "-c", "pass"], stdin=b"", env={}),
             },
             rounds=rounds,
             warmup=3,
@@ -143,6 +150,15 @@ def run(settings: Settings) -> Section:
     floor = summaries["shim -v (no request)"]["wall"].median
     section.rows.append(
         Row("the request's part (shim - shim -v)", f"{(shim_cost - floor) * 1e3:.2f} ms")
+    )
+    thin = summaries["thin plugin VERSION"]["wall"].median
+    python = summaries["python -I -S -c pass (the floor)"]["wall"].median
+    section.rows.append(Row("thin plugin VERSION", f"{thin * 1e3:.1f} ms", "< 10 ms", thin < 0.010))
+    section.rows.append(
+        Row(
+            "thin VERSION over Python's start-up (VERSION - floor)",
+            f"{(thin - python) * 1e3:.1f} ms",
+        )
     )
     section.data = {
         "rounds": rounds,

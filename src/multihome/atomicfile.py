@@ -14,9 +14,11 @@ import stat
 import tempfile
 
 
-def write(path: str | os.PathLike[str], data: bytes, *, mode: int) -> None:
+def write(path: str | os.PathLike[str], data: bytes, *, mode: int, sync: bool = True) -> None:
     """Make ``path`` hold ``data`` with permission bits ``mode``, atomically.
 
+    ``sync=False``: atomic for every reader and across a crash of the
+    writing process, not across a crash of the machine (no fsync).
     Raises `OSError`; after a failure the old file is intact and no
     temporary file is left behind.
     """
@@ -29,13 +31,15 @@ def write(path: str | os.PathLike[str], data: bytes, *, mode: int) -> None:
             handle.flush()
             # fchmod, not the umask: the mode must be exactly what was asked.
             os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    sync_directory(directory)
+    if sync:
+        sync_directory(directory)
 
 
 def replace(path: str | os.PathLike[str], data: bytes, *, mode: int) -> bool:

@@ -7,25 +7,33 @@ networks of the configuration only).
 
 The import path is kept short on purpose (measured with ``python -X
 importtime -m multihome.thin``): no aiohttp, no prometheus, no click, and
-no netlink library (the namespace is read with iproute2's ``ip``).
+no netlink library (the namespace is read with iproute2's ``ip``).  VERSION,
+which runtimes ask on every probe, is answered before anything else is
+imported (no asyncio, no logging, no engine): the same text the engine gives.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import sys
-from collections.abc import Mapping
-from typing import BinaryIO, TextIO
 
-from .cni.config import cni_version_of
-from .cni.errors import CNIError, Code
-from .cni.request import Request
+# Not typing's: importing typing alone costs VERSION several milliseconds (mypy
+# treats any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import BinaryIO, TextIO
 
 
 def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     """One CNI call: the exit code; the result or the error JSON goes to ``stdout``."""
+    import asyncio
+    import logging
+
+    from .cni.config import cni_version_of
+    from .cni.errors import CNIError, Code
+    from .cni.request import Request
+
     logging.basicConfig(
         stream=stderr, level=logging.WARNING, format="multihome-cni %(levelname)s %(message)s"
     )
@@ -53,6 +61,12 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
 
 
 def main() -> None:
+    if os.environ.get("CNI_COMMAND") == "VERSION":
+        from .cni.version import version_text
+
+        sys.stdin.buffer.read()  # the runtime's write must not meet a closed pipe
+        sys.stdout.write(version_text() + "\n")
+        sys.exit(0)
     sys.exit(run(os.environ, sys.stdin.buffer, sys.stdout, sys.stderr))
 
 

@@ -290,6 +290,22 @@ async def test_events_are_paced_by_their_own_budget(api: ApiServerDouble, kubeco
     assert [e["message"] for e in api.events()] == ["m0", "m1", "m2"]
 
 
+async def test_at_stop_the_queued_events_go_at_the_clients_pace(
+    api: ApiServerDouble, kubeconfig: Path
+):
+    web = api.create(pod("web"))
+    t = FakeTime()
+    settings = config(kubeconfig=str(kubeconfig), event_qps=0.01, event_burst=1)
+    source = KubeSource(settings, clock=t.clock, sleep=t.sleep)
+    await source.start()
+    await warm(source, api)
+    for i in range(3):
+        await source.emit_event(web, type="Normal", reason="AddedInterface", message=f"m{i}")
+    await source.stop()  # at 0.01 events/s the two left would need 200 s
+    assert [e["message"] for e in api.events()] == ["m0", "m1", "m2"]
+    assert sum(t.slept) < 100
+
+
 async def test_an_event_that_cannot_be_sent_never_fails_the_caller(
     api: ApiServerDouble, source: KubeSource
 ):

@@ -387,6 +387,8 @@ def test_two_macvlans_with_the_api_double_cost_one_request(
 
     world.add(pod)
 
+    # The ADD answers first; the daemon's writer sends the status right after.
+    wait_for("the status write", lambda: api.count("patch", "pods/status") == 1)
     requests = {k: n for k, n in api.requests().items() if k != ("create", "events")}
     assert requests == {("patch", "pods/status"): 1}
     links = lab.links(pod.netns)

@@ -31,7 +31,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multihome.engine.engine import version_text
+from multihome.cni.version import version_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIM_DIR = ROOT / "shim"

@@ -141,7 +141,8 @@ def test_add_after_the_watches_expire(cluster: Cluster) -> None:
     pod = cluster.pod("web1")
     world.add(pod)
 
-    assert cluster.status(pod) is not None
-    assert statuswrites.pending_ids(cluster.cache_dir) == []
+    # The daemon's ADD answers first; its writer sends the status right after.
+    wait_for("the status to land", lambda: cluster.status(pod) is not None)
+    wait_for("no status pending", lambda: not statuswrites.pending_ids(cluster.cache_dir))
     world.delete(pod)
     leaks.assert_clean(world.leftovers(pod, before))

@@ -67,6 +67,7 @@ class EventRecorder:
         self._clock = clock
         self._wall = wall
         self._last_ns = 0
+        self._hurry = False
 
     def record(self, pod: Object, *, type: str, reason: str, message: str) -> None:
         """Queue an event about `pod`; never raises, never waits."""
@@ -98,8 +99,13 @@ class EventRecorder:
             self._seen.popitem(last=False)
         self.counts["queued"] += 1
 
-    async def flush(self) -> None:
-        """Return once every queued event was sent (or given up on)."""
+    async def flush(self, *, hurry: bool = False) -> None:
+        """Return once every queued event was sent (or given up on).
+
+        ``hurry`` (at shutdown): the rest go at the client's pace, not the
+        event budget's; otherwise a burst's queue could not go out in time.
+        """
+        self._hurry = self._hurry or hurry
         await self._queue.join()
 
     @property
@@ -110,7 +116,8 @@ class EventRecorder:
         while True:
             event = await self._queue.get()
             try:
-                await self._bucket.acquire()
+                if not self._hurry:
+                    await self._bucket.acquire()
                 await self._send(event)
             finally:
                 self._queue.task_done()

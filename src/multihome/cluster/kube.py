@@ -67,9 +67,11 @@ class KubeConfig:
     context: str = ""
     #: This node's name (the pod watch's field selector); empty: every pod (as upstream).
     node_name: str = ""
-    #: Requests a second to the API server, and how many may go at once after a quiet time.
-    qps: float = 10.0
-    burst: int = 20
+    #: Requests a second to the API server, and how many may go at once after a quiet time:
+    #: the kubelet's client defaults, so that a node-reboot burst (110 pods, two requests
+    #: each) is not held back by the CNI's own budget.
+    qps: float = 50.0
+    burst: int = 100
     #: The limit for one request (a watch: the server-side timeout plus this).
     request_timeout: float = 30.0
     #: At shutdown, how long queued events may take to go out before they are dropped:
@@ -316,15 +318,16 @@ class KubeSource:
             asyncio.create_task(self.recorder.run(), name="multihome-events"),
         ]
 
-    async def stop(self) -> None:
-        """Send what events are queued (bounded by the request timeout), then stop."""
+    async def stop(self, *, flush_seconds: float | None = None) -> None:
+        """Send what events are queued (for ``stopFlushSeconds`` at most), then stop."""
         if not self._tasks and self.recorder.pending:
             # Used without start() (the thin plugin): send the queue now.
             self._tasks = [asyncio.create_task(self.recorder.run(), name="multihome-events")]
         if self._tasks:
             try:
-                async with asyncio.timeout(self.config.stop_flush_seconds):
-                    await self.recorder.flush()
+                budget = self.config.stop_flush_seconds if flush_seconds is None else flush_seconds
+                async with asyncio.timeout(max(budget, 0.0)):
+                    await self.recorder.flush(hurry=True)
             except TimeoutError:
                 log.warning("stopping with %d events unsent", self.recorder.pending)
         for task in self._tasks:

@@ -41,8 +41,9 @@ from multihome.cluster.source import Source
 from multihome.cni.errors import CNIError
 from multihome.cni.process import Exec, SubprocessExec
 from multihome.cni.request import Request
+from multihome.cni.version import version_text
 from multihome.engine import statuswrites
-from multihome.engine.engine import Engine, version_text
+from multihome.engine.engine import Engine
 from multihome.networks.config import MultusConfig
 
 from . import logs, wire
@@ -55,6 +56,7 @@ from .listening import GuardedSockSite, ListenError, ReadDeadlines, listen, remo
 from .metrics import LiveValues, MeteredExec, Metrics, metrics_app
 from .plugingroups import PluginGroups
 from .status import list_attachments
+from .statuswriter import StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,6 @@ REQUEST_READ_TIMEOUT = 10.0
 #: shutdownTimeoutSeconds; at 90 % the plugins still running are killed.
 SHUTDOWN_CANCEL_AT = 0.75
 SHUTDOWN_ROLLBACK = 0.15
-#: The network-status writer's backoff: first retry after 1 s, then doubling up to 30 s.
-STATUS_RETRY_FIRST = 1.0
-STATUS_RETRY_MAX = 30.0
 #: How long requests wait for the Kubernetes caches at start-up (upstream: 20 s).
 CACHE_SYNC_WAIT = 20.0
 # Keys whose presence in the daemon file turns config generation on (see `_generates_config`).
@@ -120,8 +119,8 @@ class Daemon:
         self.metrics.in_flight.set_function(lambda: self.jobs.running)
         self.metrics.queued.set_function(lambda: self.jobs.queued)
         self.metrics.pending_status_writes.set_function(self._count_pending)
-        #: Set when an ADD leaves a network-status write pending: the writer wakes up.
-        self.status_pending = asyncio.Event()
+        #: Writes the network-status ADDs leave pending (all of them in Kubernetes mode).
+        self.status_writer = StatusWriter(lambda: self.cache_dirs, self._write_status)
         self.metrics.ready.set_function(lambda: self.state() == "ready")
         self.metrics.events_pending.set_function(
             lambda: self.kube.recorder.pending if self.kube else 0
@@ -152,6 +151,8 @@ class Daemon:
             on_delegate=self.metrics.on_delegate,
             # An ADD answers within its deadline even when the API does not.
             status_budget=min(statuswrites.ATTEMPT_BUDGET, self.config.request_timeout / 4),
+            # The API is off the ADD's critical path: the status writer sends it.
+            status_in_background=source is not None,
         )
 
     # -- life cycle ---------------------------------------------------------------------
@@ -240,31 +241,12 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self.hotplug.run(), name="multihome-hotplug"))
 
     async def _write_statuses(self) -> None:
-        """Keep writing the network-status of pods whose ADD could not, until each lands.
-
-        From the pending files (`multihome.engine.statuswrites`), also those a
-        thin plugin sharing the cache dir left; with backoff while the API fails.
-        """
+        """Keep writing the network-status ADDs left pending, until each lands (`statuswriter`)."""
         await self.admission.serving.wait()
-        backoff = STATUS_RETRY_FIRST
-        while not self.draining:
-            left = 0
-            for directory in sorted(self.cache_dirs):
-                try:
-                    left += await self._cluster.write_pending(directory)
-                except Exception:
-                    log.exception("retrying network-status writes in %s", directory)
-                    left += 1
-            if left:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, STATUS_RETRY_MAX)
-                continue
-            backoff = STATUS_RETRY_FIRST
-            self.status_pending.clear()
-            # Woken by an ADD that left one; the scan also finds a thin plugin's.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(STATUS_RETRY_MAX):
-                    await self.status_pending.wait()
+        await self.status_writer.run(lambda: self.draining)
+
+    async def _write_status(self, directory: str, container_id: str) -> bool:
+        return await self._cluster.write_pending_one(directory, container_id)
 
     def _count_pending(self) -> int:
         return sum(len(statuswrites.pending_ids(d)) for d in self.cache_dirs)
@@ -340,7 +322,14 @@ class Daemon:
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         if self.kube is not None:
-            await self.kube.stop()
+            # What ADDs left to the writer goes out first, then the events: both
+            # within stopFlushSeconds; what is left the next daemon writes.
+            flush = self.kube.config.stop_flush_seconds
+            deadline = time.monotonic() + flush
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(flush):
+                    await self.status_writer.round()
+            await self.kube.stop(flush_seconds=deadline - time.monotonic())
         log.info("stopped")
 
     # -- serving CNI requests -------------------------------------------------------------
@@ -388,7 +377,7 @@ class Daemon:
                 request.command == "ADD"
                 and statuswrites.path_of(cache_dir, request.container_id).exists()
             ):
-                self.status_pending.set()
+                self.status_writer.wake.set()
             if done.outcome is not None:
                 log.info(
                     "attached %s",

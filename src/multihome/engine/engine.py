@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -45,6 +44,7 @@ from multihome.cni.invoking import (
 from multihome.cni.process import Exec, RuntimeConf, default_exec
 from multihome.cni.request import Request
 from multihome.cni.result import Interface, IPConfig, Result
+from multihome.cni.version import version_text
 from multihome.networks.attachment import Attachment, PodPlan, plan_pod, referenced_nads
 from multihome.networks.confdir import ConfFiles
 from multihome.networks.config import MultusConfig
@@ -111,6 +111,7 @@ class Engine:
         on_delegate: Callable[[str, str, float], None] | None = None,
         event_per_interface: bool = False,
         status_budget: float = statuswrites.ATTEMPT_BUDGET,
+        status_in_background: bool = False,
         devices: Devices | None = None,
     ) -> None:
         self.source = source
@@ -123,6 +124,9 @@ class Engine:
         self.event_per_interface = event_per_interface
         #: How long an ADD waits for its network-status write before leaving it pending.
         self.status_budget = status_budget
+        #: An ADD leaves its network-status to a writer (the daemon's) instead of
+        #: waiting for the API: it answers once the networks are attached.
+        self.status_in_background = status_in_background
         self._local_sources: dict[str, LocalSource] = {}
 
     # -- the request -------------------------------------------------------------------
@@ -535,7 +539,24 @@ class Engine:
         cache: AttachmentCache,
         config: MultusConfig,
     ) -> None:
-        """Write the network-status; when that fails, keep it pending (`statuswrites`)."""
+        """Write the network-status; when that fails, keep it pending (`statuswrites`).
+
+        In the background (the daemon): kept pending at once, for the writer.
+        """
+        pending = statuswrites.PendingStatus(
+            container_id=plan.container_id,
+            namespace=plan.namespace,
+            name=plan.name,
+            uid=plan.uid or str((pod.get("metadata") or {}).get("uid") or ""),
+            status=status,
+            manifest_dir=config.manifest_dir if self.source is None else "",
+            since=time.time(),
+        )
+        if self.status_in_background:
+            # Not synced: it lives as long as the sandbox does, and a node
+            # that crashes takes the sandbox with it.
+            await asyncio.to_thread(statuswrites.save, cache.directory, pending, sync=False)
+            return
         try:
             async with asyncio.timeout(self.status_budget):
                 await source.set_network_status(pod, status)
@@ -548,27 +569,9 @@ class Engine:
             plan.name,
             problem,
         )
-        pending = statuswrites.PendingStatus(
-            container_id=plan.container_id,
-            namespace=plan.namespace,
-            name=plan.name,
-            uid=plan.uid or str((pod.get("metadata") or {}).get("uid") or ""),
-            status=status,
-            manifest_dir=config.manifest_dir if self.source is None else "",
-            since=time.time(),
-            attempts=1,
-            last_error=problem,
-        )
+        pending.attempts, pending.last_error = 1, problem
         await asyncio.to_thread(statuswrites.save, cache.directory, pending)
-        await _quietly(
-            source.emit_event(
-                pod,
-                type="Warning",
-                reason="NetworkStatusPending",
-                message=f"the pod's networks are attached; writing network-status failed "
-                f"and is retried: {problem}",
-            )
-        )
+        await _quietly(statuswrites.warn(source, pending))
 
     def _pending_source(self, pending: statuswrites.PendingStatus) -> Source | None:
         if pending.manifest_dir:
@@ -578,6 +581,12 @@ class Engine:
                 self._local_sources[pending.manifest_dir] = source
             return source
         return self.source
+
+    async def write_pending_one(self, cache_dir: str | os.PathLike[str], container_id: str) -> bool:
+        """One try for ``container_id``'s pending network-status; True once nothing is pending."""
+        return await statuswrites.attempt(
+            cache_dir, container_id, self._pending_source, budget=self.status_budget
+        )
 
     async def write_pending(self, cache_dir: str | os.PathLike[str]) -> int:
         """One try for each network-status write ``cache_dir`` still owes; how many remain."""
@@ -1113,10 +1122,6 @@ def _all_failed(plan: PodPlan, failures: Sequence[BaseException]) -> BaseExcepti
     return CNIError(
         cni[0].code, f"{pod}{len(cni)} networks failed: " + "; ".join(messages), details
     )
-
-
-def version_text() -> str:
-    return json.dumps({"cniVersion": versions.LATEST, "supportedVersions": list(versions.ALL)})
 
 
 def _where(plan: PodPlan, attachment: Attachment) -> str:

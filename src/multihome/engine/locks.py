@@ -23,7 +23,7 @@ and counts every container whose lock is held as valid.  So from the
 moment GC holds the node lock the set of commands in flight is fixed and
 known, and a new one waits until GC is done.
 
-Waiting polls a non-blocking ``flock`` (every 10 ms, then 50 ms): a blocking
+Waiting polls a non-blocking ``flock`` (after 1 ms, doubling up to 50 ms): a blocking
 one in a thread could not be cancelled when a request misses its deadline.
 """
 
@@ -199,9 +199,11 @@ def _try(fd: int, operation: int) -> bool:
 
 
 async def _wait(attempt: Callable[[], bool], path: Path, deadline: float | None) -> None:
-    delay = 0.01
+    # From 1 ms, doubling to 50 ms: the daemon's DEL right after an ADD often
+    # finds the status writer holding the lock for a few milliseconds.
+    delay = 0.001
     while not attempt():
         if deadline is not None and time.monotonic() >= deadline:
             raise LockTimeout(f"{path} is held by another command for this container")
         await asyncio.sleep(delay)
-        delay = 0.05
+        delay = min(delay * 2, 0.05)

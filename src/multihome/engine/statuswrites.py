@@ -67,10 +67,21 @@ def path_of(cache_dir: str | os.PathLike[str], container_id: str) -> Path:
     return Path(cache_dir) / f"{container_id}{_SUFFIX}"
 
 
-def save(cache_dir: str | os.PathLike[str], pending: PendingStatus) -> None:
+def save(cache_dir: str | os.PathLike[str], pending: PendingStatus, *, sync: bool = True) -> None:
     Path(cache_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     data = json.dumps(asdict(pending), indent=1).encode()
-    atomicfile.write(path_of(cache_dir, pending.container_id), data, mode=0o600)
+    atomicfile.write(path_of(cache_dir, pending.container_id), data, mode=0o600, sync=sync)
+
+
+async def warn(source: Source, pending: PendingStatus) -> None:
+    """The pod's one Warning event: its status write failed and is retried."""
+    await source.emit_event(
+        pending.pod(),
+        type="Warning",
+        reason="NetworkStatusPending",
+        message="the pod's networks are attached; writing network-status failed "
+        f"and is retried: {pending.last_error}",
+    )
 
 
 def load(cache_dir: str | os.PathLike[str], container_id: str) -> PendingStatus | None:
@@ -150,6 +161,11 @@ async def _attempt(
         pending.attempts += 1
         pending.last_error = str(err) or type(err).__name__
         await asyncio.to_thread(save, cache_dir, pending)
+        if pending.attempts == 1:  # left to a writer by an ADD that did not wait
+            try:
+                await warn(source, pending)
+            except Exception:  # an event must never fail the write's bookkeeping
+                log.exception("cannot queue the NetworkStatusPending event")
         log.info(
             "pod %s/%s: network-status still not written (attempt %d): %s",
             pending.namespace,

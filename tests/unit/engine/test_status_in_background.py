@@ -1,0 +1,122 @@
+"""The daemon's ADD leaves its status to the writer; a DEL right after is never overtaken."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from multihome.cluster.source import EventType, Object
+from multihome.cni.fakeexec import FakeExec
+from multihome.cni.request import Request
+from multihome.engine import statuswrites
+from multihome.engine.engine import Engine
+from multihome.networks.config import MultusConfig
+
+POD: Object = {"metadata": {"name": "web", "namespace": "default", "uid": "u1"}}
+
+
+class Gated:
+    """A source whose non-empty status writes wait for ``open``; it records every write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str | None] = []
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        self.events: list[str] = []
+
+    async def get_pod(self, namespace: str, name: str, *, uid: str = "") -> Object | None:
+        return POD
+
+    async def get_nad(self, namespace: str, name: str) -> Object | None:
+        return None
+
+    async def set_network_status(self, pod: Object, status: str | None) -> None:
+        if status is not None:
+            self.entered.set()
+            await self.open.wait()
+        self.writes.append(status)
+
+    async def emit_event(self, pod: Object, *, type: EventType, reason: str, message: str) -> None:
+        self.events.append(reason)
+
+
+def _request(command: str, config: dict[str, Any]) -> Request:
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/run/netns/none",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin",
+        "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_UID=u1",
+    }
+    return Request.from_env(env, json.dumps(config).encode())
+
+
+def _setup(tmp_path: Path) -> tuple[Engine, Gated, dict[str, Any], Path]:
+    (tmp_path / "cluster.conf").write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "cluster", "type": "cluster-plugin"})
+    )
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "multihome",
+        "type": "multihome-cni",
+        "clusterNetwork": str(tmp_path / "cluster.conf"),
+        "cniDir": str(tmp_path / "cni"),
+        "binDir": "/nowhere",
+    }
+    source = Gated()
+    engine = Engine(
+        source=source, executor=FakeExec({"cluster-plugin": None}), status_in_background=True
+    )
+    return engine, source, config, tmp_path / "cni" / "multihome"
+
+
+async def _run(engine: Engine, command: str, config: dict[str, Any]) -> None:
+    await engine.run(_request(command, config), MultusConfig.parse(json.dumps(config).encode()))
+
+
+def test_the_add_answers_without_waiting_for_the_api(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        engine, source, config, cache_dir = _setup(tmp_path)
+        await _run(engine, "ADD", config)  # the gate is shut: a waiting ADD would hang
+        assert source.writes == []
+        assert statuswrites.pending_ids(cache_dir) == ["c1"]
+        source.open.set()
+        assert await engine.write_pending_one(cache_dir, "c1")
+        assert [json.loads(s)[0]["name"] for s in source.writes if s] == ["cluster"]
+        assert statuswrites.pending_ids(cache_dir) == []
+
+    asyncio.run(scenario())
+
+
+def test_a_del_waits_for_a_status_write_in_flight_and_clears_after_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        engine, source, config, cache_dir = _setup(tmp_path)
+        await _run(engine, "ADD", config)
+        writer = asyncio.create_task(engine.write_pending_one(cache_dir, "c1"))
+        await source.entered.wait()  # the writer holds the lock, its PATCH in flight
+        delete = asyncio.create_task(_run(engine, "DEL", config))
+        await asyncio.wait([delete], timeout=0.2)
+        assert not delete.done()  # held by the container's lock
+        source.open.set()
+        assert await writer
+        await delete
+        # The ADD's status landed first; the DEL's clearing is the last word.
+        assert len(source.writes) == 2 and source.writes[1] is None
+        assert statuswrites.pending_ids(cache_dir) == []
+
+    asyncio.run(scenario())
+
+
+def test_a_status_write_after_the_del_writes_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        engine, source, config, cache_dir = _setup(tmp_path)
+        await _run(engine, "ADD", config)
+        await _run(engine, "DEL", config)  # before the writer got to it
+        source.open.set()
+        assert await engine.write_pending_one(cache_dir, "c1")
+        assert source.writes == [None]  # only the DEL's clearing, never the late status
+
+    asyncio.run(scenario())
