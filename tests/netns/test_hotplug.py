@@ -334,6 +334,8 @@ async def test_daemon_runs_it_when_configured(lab: Lab, tmp_path: Path) -> None:
                 timeout=WAIT,
             )
             await n.source.flush()
+            # The daemon's ADD path leaves network-status to its writer (issue 17).
+            await n.api.until(lambda: len(n.status(sandbox)) == 2, timeout=WAIT)
             n.check(lab, sandbox, {"net1": "default/nad-a"})
             scrape = daemon.metrics.registry.get_sample_value(
                 "multihome_hotplug_attachments_total", {"action": "added"}
