@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import BinaryIO, TextIO
 
+    from .cni.request import Request
+
 
 def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     """One CNI call: the exit code; the result or the error JSON goes to ``stdout``."""
@@ -41,11 +43,22 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
     try:
         request = Request.from_env(environ, stdin.read())
         cni_version = cni_version_of(request.stdin) or cni_version
-        from .cni.process import use_pidfd_child_watcher
+        from .cni.process import SubprocessExec, use_pidfd_child_watcher
         from .engine.engine import Engine
 
         use_pidfd_child_watcher()
-        out = asyncio.run(Engine().handle(request))
+        executor = SubprocessExec()
+        versions_dir = _versions_dir(request)
+        if versions_dir:
+            from .engine import versioncache
+
+            loaded = versioncache.load(versions_dir)
+            executor.versions.update(loaded)
+        try:
+            out = asyncio.run(Engine(executor=executor).handle(request))
+        finally:
+            if versions_dir:
+                versioncache.save(versions_dir, executor.versions, loaded=loaded)
     except CNIError as err:
         stdout.write(err.to_json(cni_version) + "\n")
         return 1
@@ -58,6 +71,23 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
     if out:
         stdout.write(out + "\n")
     return 0
+
+
+def _versions_dir(request: Request) -> str:
+    """Where this ADD keeps the plugins' VERSION answers ("": nowhere; only ADD asks them).
+
+    The attachment cache directory, as the engine finds it; a configuration
+    the engine will refuse is refused by the engine, not here.
+    """
+    from .cni.errors import CNIError
+    from .networks.config import MultusConfig
+
+    if request.command != "ADD":
+        return ""
+    try:
+        return os.path.join(MultusConfig.parse(request.stdin).cni_dir, "multihome")
+    except CNIError:
+        return ""
 
 
 def main() -> None:

@@ -251,7 +251,8 @@ class World:
 
     def cached_containers(self) -> list[str]:
         path = self.cni_dir / "multihome"
-        return sorted(p.stem for p in path.glob("*.json")) if path.exists() else []
+        # Dot files are the cache's own (the thin plugin's VERSION answers), not records.
+        return sorted(p.stem for p in path.glob("[!.]*.json")) if path.exists() else []
 
     def leftovers(self, sandbox: Sandbox, before: leaks.Baseline) -> leaks.Leftovers:
         """What the node still holds for ``sandbox`` (`multihome.testing.leaks`).
