@@ -68,4 +68,14 @@ def test_a_second_add_asks_no_version_until_a_binary_changes(lab: Lab) -> None:
     assert _versions(log) == ["macvlan"]
     assert world.allocations() == {}
     assert world.cached_containers() == []
-    assert (world.cni_dir / "multihome" / FILE_NAME).is_file()
+    cache = world.cni_dir / "multihome" / FILE_NAME
+    assert cache.is_file()
+
+    # A cache that can be neither read nor replaced: the plugins are asked again.
+    cache.unlink()
+    cache.mkdir()
+    fourth = world.pod("four", "lan")
+    world.add(fourth)
+    world.delete(fourth)
+    assert _versions(log) == ["bridge", "host-local", "macvlan"]
+    assert world.allocations() == {}
