@@ -42,7 +42,7 @@ def daemon(config_path: str, allow_non_root: bool) -> None:
     import asyncio
 
     from .cni.process import use_pidfd_child_watcher
-    from .daemon import logs
+    from .daemon import allocator, logs
     from .daemon.config import DaemonConfig, DaemonConfigError
     from .daemon.server import serve
 
@@ -53,6 +53,7 @@ def daemon(config_path: str, allow_non_root: bool) -> None:
         sys.exit(1)
     logs.configure(config)
     use_pidfd_child_watcher()
+    allocator.fix_mmap_threshold()  # RSS flat over months of ADD/DEL (daemon/allocator.py)
     sys.exit(asyncio.run(serve(config, allow_non_root=allow_non_root)))
 
 
