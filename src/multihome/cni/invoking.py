@@ -28,7 +28,8 @@ from .request import validate_container_id, validate_ifname, validate_network_na
 from .result import Result
 
 
-def _stamp(path: str) -> tuple[int, int, int] | None:
+def binary_stamp(path: str) -> tuple[int, int, int] | None:
+    """What tells a plugin binary changed (mtime, size, inode): VERSION caches key on it."""
     try:
         st = os.stat(path)
     except OSError:
@@ -46,7 +47,7 @@ async def version_info(
     cache: dict[str, tuple[tuple[int, int, int], PluginInfo]] | None = getattr(
         executor, "versions", None
     )
-    stamp = _stamp(path) if cache is not None else None
+    stamp = binary_stamp(path) if cache is not None else None
     if cache is not None and stamp is not None and path in cache and cache[path][0] == stamp:
         return cache[path][1]
     # Dummy values for plugins built on an old skel that required them (libcni does the same).

@@ -135,7 +135,7 @@ class CacheRecord:
 MAX_RECORD_BYTES = 4 << 20
 
 
-def _read_regular(path: Path, limit: int) -> str:
+def read_regular(path: Path, limit: int) -> str:
     """The text of a regular file that is not a symlink, at most ``limit`` bytes."""
     # O_NONBLOCK: opening a FIFO must not wait for a writer.
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -189,7 +189,7 @@ class AttachmentCache:
         """
         path = self._path(container_id)
         try:
-            record = CacheRecord.from_json(_read_regular(path, MAX_RECORD_BYTES))
+            record = CacheRecord.from_json(read_regular(path, MAX_RECORD_BYTES))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from multihome import atomicfile
-from multihome.cni.invoking import _stamp  # the stamp version_info compares
+from multihome.cni.invoking import binary_stamp
 from multihome.cni.output import PluginInfo
 
-from .cache import _read_regular
+from .cache import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def load(directory: str | os.PathLike[str]) -> Versions:
     """The cached answers in ``directory``; empty when there are none or they cannot be read."""
     path = Path(directory) / FILE_NAME
     try:
-        return decode(_read_regular(path, MAX_BYTES))
+        return decode(read_regular(path, MAX_BYTES))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, RecursionError) as err:
@@ -129,7 +129,7 @@ def save(directory: str | os.PathLike[str], versions: Versions, *, loaded: Versi
     for name, entry in versions.items():
         merged.pop(name, None)  # re-inserted last: the newest entries are the ones kept
         merged[name] = entry
-    kept = current(merged, {name: _stamp(name) for name in merged})
+    kept = current(merged, {name: binary_stamp(name) for name in merged})
     try:
         # No fsync: a cache lost with the machine is asked again, and the ADD
         # must not wait for the disk.
