@@ -4,9 +4,9 @@ The container runtime is played by `World` (mode "shim"), which execs
 ``multihome-shim``; the daemon is a child process (`DaemonProcess`).  Every
 test checks the pod's namespace, the host-local store and the attachment
 cache, not just exit codes.  A plugin that must stay "in the middle of an
-ADD" is a small script in a bin dir of the test's own: it writes a marker
-and waits for a release file, and the test waits for the marker by polling
-with a bound, never by sleeping a fixed time.
+ADD" is `multihome.testing.gate`'s: it writes a marker and waits for a
+release file, and the test waits for the marker by polling with a bound,
+never by sleeping a fixed time.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -31,7 +30,8 @@ from multihome.cni.errors import CNIError
 from multihome.cni.result import Result
 from multihome.testing.apiserver import run_in_thread
 from multihome.testing.daemon import DaemonProcess, shim_binary
-from multihome.testing.lab import CNI_BIN_DIR, Lab
+from multihome.testing.gate import Gate, wait_for
+from multihome.testing.lab import Lab
 from multihome.testing.world import Sandbox, World
 
 pytestmark = pytest.mark.netns
@@ -51,14 +51,6 @@ def stack() -> Iterator[ExitStack]:
         yield s
 
 
-def wait_for(what: str, predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def assert_nothing_left(world: World, *pods: Sandbox) -> None:
     for pod in pods:
         assert set(world.lab.links(pod.netns)) == {"lo"}
@@ -70,72 +62,6 @@ def assert_nothing_left(world: World, *pods: Sandbox) -> None:
         for link in world.lab.links(None).values()
         if link.master == world.cluster_bridge and link.kind == "veth"
     ] == []
-
-
-# -- a plugin that blocks in the middle of an ADD ---------------------------------------
-
-BLOCKER = """\
-import json, os, sys, time
-command = os.environ.get("CNI_COMMAND")
-if command == "VERSION":
-    print(json.dumps({"cniVersion": "1.0.0", "supportedVersions": ["0.4.0", "1.0.0"]}))
-    sys.exit(0)
-conf = json.load(sys.stdin)
-if command == "ADD":
-    with open(conf["marker"], "a") as marker:
-        marker.write(os.environ["CNI_CONTAINERID"] + "\\n")
-    deadline = time.monotonic() + 120
-    while not os.path.exists(conf["release"]) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    print(json.dumps(conf["prevResult"]))
-"""
-
-
-class Blocker:
-    """A NAD whose chain ends in the blocking plugin, and the files that steer it."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.marker = world.root / "blocker.started"
-        self.release = world.root / "blocker.release"
-        # The daemon finds plugins in binDir (and the request's CNI_PATH on ADD):
-        # a bin dir with the reference plugins linked in, plus ours.
-        bin_dir = world.root / "bin"
-        bin_dir.mkdir()
-        for plugin in Path(CNI_BIN_DIR).iterdir():
-            (bin_dir / plugin.name).symlink_to(plugin)
-        script = bin_dir / "mh-blocker"
-        script.write_text(f"#!{sys.executable} -S\n" + BLOCKER)
-        script.chmod(0o755)
-        world.config["binDir"] = str(bin_dir)
-        lan = world.lab.macvlan_parent("lan")
-        world.nad(
-            "slow",
-            {
-                "cniVersion": "1.0.0",
-                "name": "slow",
-                "plugins": [
-                    {
-                        "type": "macvlan",
-                        "master": lan,
-                        "mode": "bridge",
-                        "ipam": {
-                            "type": "host-local",
-                            "dataDir": str(world.ipam_dir),
-                            "ranges": [[{"subnet": world.lan_subnet(1)}]],
-                        },
-                    },
-                    {
-                        "type": "mh-blocker",
-                        "marker": str(self.marker),
-                        "release": str(self.release),
-                    },
-                ],
-            },
-        )
-
-    def started(self) -> bool:
-        return self.marker.exists()
 
 
 def start_shim(world: World, command: str, pod: Sandbox, **env: str) -> subprocess.Popen[bytes]:
@@ -165,10 +91,11 @@ def finish(proc: subprocess.Popen[bytes]) -> tuple[int, dict[str, Any]]:
 def test_daemon_killed_in_the_middle_of_an_add(lab: Lab, stack: ExitStack) -> None:
     first = stack.enter_context(DaemonProcess())
     world = World(lab, mode="shim", socket_dir=first.socket_dir)
-    blocker = Blocker(world)
+    gate = Gate(world, "slow")
+    stack.callback(gate.release)  # a failing test must not leave the plugin waiting
     pod = world.pod("web", "slow")
     shim = start_shim(world, "ADD", pod)
-    wait_for("the blocking plugin to start", blocker.started)
+    gate.wait_held()
 
     first.kill()
 
@@ -177,7 +104,7 @@ def test_daemon_killed_in_the_middle_of_an_add(lab: Lab, stack: ExitStack) -> No
     assert "closed the connection" in error["msg"]
     # Half attached: the cluster network and the macvlan of the dead ADD are there.
     assert {"eth0", "net1"} <= set(lab.links(pod.netns))
-    blocker.release.touch()  # the plugin outlived the daemon (its own session): let it end
+    gate.release()  # the plugin outlived the daemon (its own session): let it end
     stack.enter_context(DaemonProcess(socket_dir=first.socket_dir))
 
     result = world.add(pod)  # the runtime's retry
@@ -198,11 +125,12 @@ def test_sigterm_finishes_the_add_in_flight_and_refuses_new_requests(
 ) -> None:
     daemon = stack.enter_context(DaemonProcess(config={"shutdownTimeoutSeconds": 60}))
     world = World(lab, mode="shim", socket_dir=daemon.socket_dir)
-    blocker = Blocker(world)
+    gate = Gate(world, "slow")
+    stack.callback(gate.release)  # a failing test must not leave the plugin waiting
     pod = world.pod("web", "slow")
     late = world.pod("late", "slow")
     shim = start_shim(world, "ADD", pod)
-    wait_for("the blocking plugin to start", blocker.started)
+    gate.wait_held()
 
     daemon.terminate()
 
@@ -211,7 +139,7 @@ def test_sigterm_finishes_the_add_in_flight_and_refuses_new_requests(
         world.add(late)
     assert refused.value.code == 11
     assert refused.value.msg == "the multihome daemon is shutting down"
-    blocker.release.touch()
+    gate.release()
     code, result = finish(shim)
     assert code == 0
     assert Result.parse(result).interfaces[-1].name == "eth0"
