@@ -199,6 +199,37 @@ def daemonset() -> dict[str, Any]:
     return ds
 
 
+def write_nad(
+    manifests: Path, config: dict[str, Any], annotations: dict[str, str] | None = None
+) -> None:
+    """``nad-<name>.json`` in the manifest dir the daemon reads (named by the config)."""
+    name = config["name"]
+    metadata: dict[str, Any] = {"name": name, "namespace": "default"}
+    if annotations:
+        metadata["annotations"] = annotations
+    nad = {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": metadata,
+        "spec": {"config": json.dumps(config)},
+    }
+    (manifests / f"nad-{name}.json").write_text(json.dumps(nad))
+
+
+def write_pod(manifests: Path, name: str, uid: str, networks: str) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "uid": uid,
+            "annotations": {"k8s.v1.cni.cncf.io/networks": networks},
+        },
+    }
+    (manifests / f"pod-{name}.json").write_text(json.dumps(pod))
+
+
 def daemon_config(manifest_dir: str, port: int) -> dict[str, Any]:
     [cm] = [d for d in yaml.safe_load_all((DEPLOY / "base" / "configmap.yaml").read_text()) if d]
     config: dict[str, Any] = json.loads(cm["data"]["daemon-config.json"])
@@ -347,31 +378,9 @@ def scenario(work: Path, podman: list[str], env: dict[str, str], lab: Lab) -> di
             }
         ],
     }
-    (manifests / "nad.json").write_text(
-        json.dumps(
-            {
-                "apiVersion": "k8s.cni.cncf.io/v1",
-                "kind": "NetworkAttachmentDefinition",
-                "metadata": {"name": "lan", "namespace": "default"},
-                "spec": {"config": json.dumps(nad_config)},
-            }
-        )
-    )
+    write_nad(manifests, nad_config)
     uid = "5f0c5bd2-0d6a-4c4e-9e38-2d1b8a1f0e01"
-    (manifests / "pod.json").write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": "web",
-                    "namespace": "default",
-                    "uid": uid,
-                    "annotations": {"k8s.v1.cni.cncf.io/networks": "lan"},
-                },
-            }
-        )
-    )
+    write_pod(manifests, "web", uid, "lan")
     # A network whose plugin takes a while: an ADD in flight when SIGTERM comes.
     slow = bin_dir / "slow-macvlan"
     slow.write_text(
@@ -383,31 +392,9 @@ def scenario(work: Path, podman: list[str], env: dict[str, str], lab: Lab) -> di
         "name": "slow",
         "plugins": [{**nad_config["plugins"][0], "type": "slow-macvlan"}],
     }
-    (manifests / "nad-slow.json").write_text(
-        json.dumps(
-            {
-                "apiVersion": "k8s.cni.cncf.io/v1",
-                "kind": "NetworkAttachmentDefinition",
-                "metadata": {"name": "slow", "namespace": "default"},
-                "spec": {"config": json.dumps(slow_config)},
-            }
-        )
-    )
+    write_nad(manifests, slow_config)
     slow_uid = "5f0c5bd2-0d6a-4c4e-9e38-2d1b8a1f0e02"
-    (manifests / "pod-db.json").write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": "db",
-                    "namespace": "default",
-                    "uid": slow_uid,
-                    "annotations": {"k8s.v1.cni.cncf.io/networks": "slow"},
-                },
-            }
-        )
-    )
+    write_pod(manifests, "db", slow_uid, "slow")
     # A device network: its plugin (macvlan, which ignores deviceID) keeps its ADD input.
     vf_plugin = bin_dir / "vf-macvlan"
     vf_plugin.write_text(
@@ -427,35 +414,9 @@ def scenario(work: Path, podman: list[str], env: dict[str, str], lab: Lab) -> di
             }
         ],
     }
-    (manifests / "nad-vf.json").write_text(
-        json.dumps(
-            {
-                "apiVersion": "k8s.cni.cncf.io/v1",
-                "kind": "NetworkAttachmentDefinition",
-                "metadata": {
-                    "name": "vf",
-                    "namespace": "default",
-                    "annotations": {"k8s.v1.cni.cncf.io/resourceName": VF_RESOURCE},
-                },
-                "spec": {"config": json.dumps(vf_config)},
-            }
-        )
-    )
+    write_nad(manifests, vf_config, {"k8s.v1.cni.cncf.io/resourceName": VF_RESOURCE})
     vf_uid = "5f0c5bd2-0d6a-4c4e-9e38-2d1b8a1f0e03"
-    (manifests / "pod-vf.json").write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": "vf",
-                    "namespace": "default",
-                    "uid": vf_uid,
-                    "annotations": {"k8s.v1.cni.cncf.io/networks": "vf"},
-                },
-            }
-        )
-    )
+    write_pod(manifests, "vf", vf_uid, "vf")
     manifest_mount = "/etc/multihome-manifests"
     config_dir = host / "configmap" / "config"
     config_dir.mkdir(parents=True)
