@@ -152,6 +152,29 @@ async def test_connection_close_is_honoured(site: SiteFactory) -> None:
     writer.close()
 
 
+async def test_http_1_0_is_answered_and_closed(site: SiteFactory) -> None:
+    s = await site()
+    reader, writer = await s.connect()
+    writer.write(b"GET /hello HTTP/1.0\r\n\r\n")
+    status, headers, body = await answer(reader)
+    assert (status, headers["connection"], body) == (200, "close", b"hello")
+    assert await closed(reader) == b""
+    writer.close()
+
+
+async def test_expect_100_continue_is_answered_before_the_body(site: SiteFactory) -> None:
+    s = await site()
+    reader, writer = await s.connect()
+    writer.write(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
+    async with asyncio.timeout(WAIT):
+        assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"body")
+    assert (await answer(reader))[2] == b"body"
+    writer.close()
+
+
 async def test_a_slow_head_is_cut_at_the_deadline(site: SiteFactory) -> None:
     s = await site()
     reader, writer = await s.connect()
@@ -244,6 +267,21 @@ async def test_a_handler_exception_is_an_answer_without_the_traceback(site: Site
     status, headers, body = await answer(reader)
     assert (status, body) == (400, b'{"code": 999, "msg": "/boom: RuntimeError"}')
     assert headers["content-type"] == "application/json; charset=utf-8"
+    writer.close()
+
+
+async def test_a_header_that_would_break_the_framing_is_not_sent(site: SiteFactory) -> None:
+    s = await site()
+
+    async def injected(_: Request) -> Response:
+        return Response(200, b"x", headers={"X-Id": "1\r\nSet-Cookie: a=b"})
+
+    s.server.routes.get("/injected", injected)
+    reader, writer = await s.connect()
+    writer.write(b"GET /injected HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, body = await answer(reader)
+    assert (status, body) == (500, b"internal error\n")
+    assert "set-cookie" not in headers
     writer.close()
 
 
