@@ -2,7 +2,8 @@
 
 One asyncio process per node (thick mode).  This module is its life cycle
 and the execution of a CNI request; the socket is `multihome.daemon.listening`,
-the two HTTP APIs `multihome.daemon.wire` (served by `multihome.daemon.httpserver`), admission (draining, readiness,
+the two HTTP APIs `multihome.daemon.wire` (served by
+`multihome.daemon.httpserver`), admission (draining, readiness,
 the per-container lock and deadline) `multihome.daemon.admission` and
 `multihome.daemon.jobs`, and what ``multihome status`` shows
 `multihome.daemon.status`.
