@@ -1,16 +1,14 @@
 """The daemon's unix socket: created root-only from the start, a stale one replaced,
-only our own removed, and no connection held open by a client that sends slowly."""
+only our own removed.  What is served on it, and how long a client may take to
+send, is `multihome.daemon.httpserver`'s."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import socket
 import stat
-
-from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -68,90 +66,3 @@ def remove_stale_socket(path: str) -> None:
     finally:
         probe.close()
     raise ListenError(f"another multihome daemon is listening on {path}")
-
-
-class ReadDeadlines:
-    """Connections must deliver a request in time: a client that sends its head or
-    body slowly, or connects and sends nothing, is cut off after ``timeout`` seconds.
-
-    aiohttp bounds the time *between* requests (keep-alive) but not the time
-    a request takes to arrive, so 500 slow clients could hold 500 connections
-    open.  The timer runs from the connection (or the end of the previous
-    answer) until the handler starts; the handler bounds the body read itself
-    (`multihome.daemon.wire`).  While a request is being served it is off: an
-    ADD may take minutes.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.expired = 0
-        self._timers: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
-
-    def arm(self, transport: asyncio.BaseTransport) -> None:
-        self.disarm(transport)
-        if transport.is_closing():
-            return
-        loop = asyncio.get_running_loop()
-        self._timers[transport] = loop.call_later(self.timeout, self._expire, transport)
-
-    def disarm(self, transport: asyncio.BaseTransport | None) -> None:
-        timer = self._timers.pop(transport, None) if transport is not None else None
-        if timer is not None:
-            timer.cancel()
-
-    def _expire(self, transport: asyncio.BaseTransport) -> None:
-        self._timers.pop(transport, None)
-        self.expired += 1
-        log.info("closed a connection that sent no complete request in %g s", self.timeout)
-        if isinstance(transport, asyncio.Transport | asyncio.WriteTransport):
-            transport.abort()
-        else:
-            transport.close()
-
-
-class _Guarded(asyncio.Protocol):
-    """aiohttp's protocol, with the connection's read deadline armed and dropped."""
-
-    def __init__(self, inner: asyncio.Protocol, deadlines: ReadDeadlines) -> None:
-        self.inner = inner
-        self.deadlines = deadlines
-        self.transport: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        self.inner.connection_made(transport)
-        self.deadlines.arm(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.deadlines.disarm(self.transport)
-        self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
-
-
-class GuardedSockSite(web.SockSite):
-    """`web.SockSite` whose connections get `ReadDeadlines`."""
-
-    def __init__(self, runner: web.BaseRunner, sock: socket.socket, deadlines: ReadDeadlines):
-        super().__init__(runner, sock)
-        self.deadlines = deadlines
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site with its runner
-        loop = asyncio.get_running_loop()
-        server = self._runner.server
-        assert server is not None
-        deadlines = self.deadlines
-        self._server = await loop.create_unix_server(
-            lambda: _Guarded(server(), deadlines), sock=self._sock, backlog=self._backlog
-        )

@@ -121,5 +121,3 @@ def configure(config: DaemonConfig) -> None:
         handler.addFilter(ContextFilter())
         root.addHandler(handler)
     root.setLevel(_LEVELS[config.log_level])
-    # aiohttp's access log would repeat every request without its context.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -40,6 +39,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from multihome.cni.process import Exec, Outcome
 from multihome.cni.request import COMMANDS
 from multihome.engine.cache import CacheRecord
+
+from .httpserver import Request, Response, Routes
 
 # CNI calls take from a few milliseconds (a cached DEL) to minutes (a plugin
 # waiting on its IPAM); the buckets cover both ends.
@@ -268,15 +269,15 @@ def peak_resident_memory() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def metrics_app(metrics: Metrics) -> web.Application:
+def metrics_routes(metrics: Metrics) -> Routes:
     """``/metrics`` for the TCP listener."""
 
-    async def serve(_: web.Request) -> web.Response:
+    async def serve(_: Request) -> Response:
         # Off the event loop: collecting reads the attachment cache files.
-        response = web.Response(body=await asyncio.to_thread(metrics.exposition))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
+        return Response(
+            body=await asyncio.to_thread(metrics.exposition), content_type=CONTENT_TYPE_LATEST
+        )
 
-    app = web.Application()
-    app.router.add_get("/metrics", serve)
-    return app
+    routes = Routes()
+    routes.get("/metrics", serve)
+    return routes

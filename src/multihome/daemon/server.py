@@ -2,7 +2,8 @@
 
 One asyncio process per node (thick mode).  This module is its life cycle
 and the execution of a CNI request; the socket is `multihome.daemon.listening`,
-the two HTTP APIs `multihome.daemon.wire`, admission (draining, readiness,
+the two HTTP APIs `multihome.daemon.wire` (served by
+`multihome.daemon.httpserver`), admission (draining, readiness,
 the per-container lock and deadline) `multihome.daemon.admission` and
 `multihome.daemon.jobs`, and what ``multihome status`` shows
 `multihome.daemon.status`.
@@ -31,7 +32,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import prometheus_client
-from aiohttp import web
 
 from multihome import __version__
 from multihome.cluster.credentials import CredentialsError
@@ -51,9 +51,10 @@ from .admission import Admission, pod_of
 from .confgen import ConfigManager
 from .config import DaemonConfig
 from .hotplug import HotplugController
+from .httpserver import ReadDeadlines, Server
 from .jobs import Jobs
-from .listening import GuardedSockSite, ListenError, ReadDeadlines, listen, remove_socket
-from .metrics import LiveValues, MeteredExec, Metrics, metrics_app
+from .listening import ListenError, listen, remove_socket
+from .metrics import LiveValues, MeteredExec, Metrics, metrics_routes
 from .plugingroups import PluginGroups
 from .status import list_attachments
 from .statuswriter import StatusWriter
@@ -66,6 +67,8 @@ REQUEST_READ_TIMEOUT = 10.0
 #: shutdownTimeoutSeconds; at 90 % the plugins still running are killed.
 SHUTDOWN_CANCEL_AT = 0.75
 SHUTDOWN_ROLLBACK = 0.15
+#: Then the answers still being written get this long before their connections go.
+SERVER_CLOSE_GRACE = 5.0
 #: How long requests wait for the Kubernetes caches at start-up (upstream: 20 s).
 CACHE_SYNC_WAIT = 20.0
 # Keys whose presence in the daemon file turns config generation on (see `_generates_config`).
@@ -131,8 +134,8 @@ class Daemon:
         self.admission = Admission(config, self.jobs)
         self.started = time.monotonic()
         self.metrics_address = ""
-        self._runner: web.AppRunner | None = None
-        self._metrics_runner: web.AppRunner | None = None
+        self._server: Server | None = None
+        self._metrics_server: Server | None = None
         self._socket_inode: tuple[int, int] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         #: The hot-plug controller, when ``hotplug`` is on (`multihome.daemon.hotplug`).
@@ -182,14 +185,12 @@ class Daemon:
 
         # Before anything runs: plugins a killed predecessor left must not race the retries.
         self.plugin_groups.kill_leftovers()
-        app = wire.application(self)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-        await self._runner.setup()
         try:
             sock, self._socket_inode = listen(self.config.socket_dir, self.config.socket_path)
         except ListenError as err:
             raise DaemonError(str(err)) from err
-        await GuardedSockSite(self._runner, sock, self.deadlines).start()
+        self._server = wire.server(self)
+        await self._server.listen_unix(sock)
         log.info(
             "multihome daemon %s listening on %s (source: %s)",
             __version__,
@@ -258,19 +259,18 @@ class Daemon:
         return any(key.casefold() in _CONFGEN_KEYS for key in self.config.raw)
 
     async def _start_metrics(self) -> None:
-        app = metrics_app(self.metrics)
-        wire.add_health_routes(app, self)
-        self._metrics_runner = web.AppRunner(app, access_log=None)
-        await self._metrics_runner.setup()
+        routes = metrics_routes(self.metrics)
+        wire.add_health_routes(routes, self)
+        self._metrics_server = Server(
+            routes, deadlines=ReadDeadlines(self.deadlines.timeout), max_body=4096
+        )
         host = self.config.metrics_address or None
-        site = web.TCPSite(self._metrics_runner, host, self.config.metrics_port or 0)
         try:
-            await site.start()
+            address = await self._metrics_server.listen_tcp(host, self.config.metrics_port or 0)
         except OSError as err:
             raise DaemonError(
                 f"cannot serve metrics on port {self.config.metrics_port}: {err.strerror or err}"
             ) from err
-        address = self._metrics_runner.addresses[0]
         self.metrics_address = f"{address[0]}:{address[1]}"
         log.info("metrics on http://%s/metrics", self.metrics_address)
 
@@ -316,11 +316,11 @@ class Daemon:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._runner is not None:
-            await self._runner.cleanup()
-            remove_socket(self.config.socket_path, self._socket_inode)
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
+        if self._server is not None:
+            await self._server.close(grace=SERVER_CLOSE_GRACE)
+        remove_socket(self.config.socket_path, self._socket_inode)
+        if self._metrics_server is not None:
+            await self._metrics_server.close(grace=SERVER_CLOSE_GRACE)
         if self.kube is not None:
             # What ADDs left to the writer goes out first, then the events: both
             # within stopFlushSeconds; what is left the next daemon writes.

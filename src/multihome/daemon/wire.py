@@ -21,10 +21,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
 
 from multihome import __version__
 from multihome.cni.config import cni_version_of
@@ -35,6 +33,8 @@ from multihome.engine.cache import AttachmentCache
 
 from . import logs
 from .delegate import hot_plug
+from .httpserver import BodyError, BodyTimeout, BodyTooLarge, Response, Routes, Server
+from .httpserver import Request as HTTPRequest
 from .metrics import resident_memory
 
 if TYPE_CHECKING:
@@ -47,27 +47,32 @@ REQUEST_ID_HEADER = "X-Multihome-Request-Id"
 EXIT_CODE_HEADER = "X-CNI-Exit-Code"
 
 
-def application(daemon: Daemon) -> web.Application:
-    """The HTTP application serving both APIs for ``daemon``."""
+def server(daemon: Daemon) -> Server:
+    """The HTTP server of both APIs for ``daemon``'s socket."""
     api = _Api(daemon)
-    app = web.Application(client_max_size=daemon.config.max_request_bytes)
-    app.middlewares.append(api.count_requests)
-    app.router.add_post(SHIM_CNI_PATH, api.shim_cni)
-    app.router.add_get("/shim/v1/attachments", api.attachments)
-    app.router.add_get("/shim/v1/info", api.info)
-    app.router.add_post("/cni", api.multus_cni)
-    app.router.add_post("/delegate", api.multus_delegate)
-    add_health_routes(app, daemon)
-    return app
+    routes = Routes()
+    routes.post(SHIM_CNI_PATH, api.shim_cni)
+    routes.get("/shim/v1/attachments", api.attachments)
+    routes.get("/shim/v1/info", api.info)
+    routes.post("/cni", api.multus_cni)
+    routes.post("/delegate", api.multus_delegate)
+    add_health_routes(routes, daemon)
+    return Server(
+        routes,
+        deadlines=daemon.deadlines,
+        max_body=daemon.config.max_request_bytes,
+        on_error=api.on_error,
+        on_answer=api.count_request,
+    )
 
 
-def add_health_routes(app: web.Application, daemon: Daemon) -> None:
+def add_health_routes(routes: Routes, daemon: Daemon) -> None:
     """``/healthz`` and ``/readyz``: on the socket (upstream's shim) and on the metrics port
     (the kubelet's probes speak HTTP over TCP)."""
     api = _Api(daemon)
     for method in ("GET", "POST"):
-        app.router.add_route(method, "/healthz", api.healthz)
-        app.router.add_route(method, "/readyz", api.readyz)
+        routes.add(method, "/healthz", api.healthz)
+        routes.add(method, "/readyz", api.readyz)
 
 
 class _Api:
@@ -76,7 +81,7 @@ class _Api:
 
     # -- multihome's shim ----------------------------------------------------------------
 
-    async def shim_cni(self, http: web.Request) -> web.Response:
+    async def shim_cni(self, http: HTTPRequest) -> Response:
         request_id = http.headers.get(REQUEST_ID_HEADER) or new_id()
         version = "1.0.0"
         try:
@@ -92,11 +97,11 @@ class _Api:
             return _shim_answer(error.to_json(version) + "\n", code=1, status=_status_of(error))
         return _shim_answer(text + "\n" if text else "", code=0, status=200)
 
-    async def attachments(self, _: web.Request) -> web.Response:
+    async def attachments(self, _: HTTPRequest) -> Response:
         listing = await asyncio.to_thread(self.daemon.attachments)
-        return web.json_response({"attachments": listing})
+        return Response.json({"attachments": listing})
 
-    async def info(self, _: web.Request) -> web.Response:
+    async def info(self, _: HTTPRequest) -> Response:
         daemon = self.daemon
         info: dict[str, Any] = {
             "version": __version__,
@@ -127,11 +132,11 @@ class _Api:
                 "primary": status.source,
                 "problem": status.reason,
             }
-        return web.json_response(info)
+        return Response.json(info)
 
     # -- upstream Multus' thick API --------------------------------------------------------
 
-    async def multus_cni(self, http: web.Request) -> web.Response:
+    async def multus_cni(self, http: HTTPRequest) -> Response:
         version = "1.0.0"
         try:
             env, stdin, _ = _decode_call(await self._body(http))
@@ -148,10 +153,10 @@ class _Api:
         except Exception as err:
             return _multus_error(unexpected(err), version, status=400)
         if env.get("CNI_COMMAND") != "ADD":
-            return web.Response(status=200)
+            return Response(200)
         return _multus_result(Result.parse(text))
 
-    async def multus_delegate(self, http: web.Request) -> web.Response:
+    async def multus_delegate(self, http: HTTPRequest) -> Response:
         daemon = self.daemon
         version = "1.0.0"
         started = time.monotonic()
@@ -194,7 +199,7 @@ class _Api:
             return _multus_error(unexpected(err), version, status=400)
         if result and result[0] is not None:
             return _multus_result(result[0])
-        return web.Response(status=200)
+        return Response(200)
 
     def _multus_env(self, env: Mapping[str, str]) -> dict[str, str]:
         # Upstream defaults the interface name and finds plugins in binDir alone;
@@ -205,68 +210,41 @@ class _Api:
             out["CNI_PATH"] = self.daemon.config.bin_dir
         return out
 
-    async def healthz(self, _: web.Request) -> web.Response:
-        return web.Response(status=200)
+    async def healthz(self, _: HTTPRequest) -> Response:
+        return Response(200)
 
-    async def readyz(self, _: web.Request) -> web.Response:
+    async def readyz(self, _: HTTPRequest) -> Response:
         state = self.daemon.state()
         if state == "ready":
-            return web.Response(status=200)
+            return Response(200)
         # Upstream answers 500 once shutting down; "not yet" is 503.
-        return web.Response(status=500 if self.daemon.draining else 503, text=state + "\n")
+        return Response.text(state + "\n", 500 if self.daemon.draining else 503)
 
     # -- plumbing --------------------------------------------------------------------------
 
-    async def _body(self, http: web.Request) -> bytes:
-        limit = self.daemon.config.max_request_bytes
-        if http.content_length is not None and http.content_length > limit:
-            raise _TooLarge(limit, http.content_length)
-        timeout = self.daemon.deadlines.timeout
+    async def _body(self, http: HTTPRequest) -> bytes:
         try:
-            async with asyncio.timeout(timeout):
-                return await http.read()
-        except web.HTTPRequestEntityTooLarge as err:
-            raise _TooLarge(limit, None) from err
-        except TimeoutError:
+            return await http.read()
+        except BodyTooLarge as err:
+            raise _TooLarge(err.limit, err.size) from None
+        except BodyTimeout as err:
             raise CNIError(
                 Code.IO_FAILURE,
-                f"the request's body did not arrive within {timeout:g} s",
+                f"the request's body did not arrive within {err.timeout:g} s",
                 "the client sends too slowly; the daemon reads a request for a bounded time",
             ) from None
+        except BodyError as err:
+            raise _malformed(str(err)) from None
 
-    @web.middleware
-    async def count_requests(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        metrics = self.daemon.metrics
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "NotFound"
-        deadlines = self.daemon.deadlines
-        deadlines.disarm(request.transport)  # the head is in; serving takes what it takes
-        try:
-            response = await self._handle(request, handler)
-        finally:
-            if request.transport is not None:
-                deadlines.arm(request.transport)  # the next request must come in time too
-        metrics.http_requests.labels(name, str(response.status), request.method).inc()
-        return response
+    def on_error(self, _: HTTPRequest, err: Exception) -> Response:
+        """A handler's exception, answered as a CNI error (never a 500 with a traceback)."""
+        error = unexpected(err)
+        return _shim_answer(error.to_json("1.0.0") + "\n", code=1, status=_status_of(error))
 
-    async def _handle(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        metrics = self.daemon.metrics
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "NotFound"
-        try:
-            response = await handler(request)
-        except web.HTTPException as err:
-            if err.status == 404:
-                name = "NotFound"
-                response = web.Response(status=404)  # upstream answers an empty 404
-            else:
-                metrics.http_requests.labels(name, str(err.status), request.method).inc()
-                raise
-        return response
+    def count_request(self, http: HTTPRequest, response: Response) -> None:
+        self.daemon.metrics.http_requests.labels(
+            http.route, str(response.status), http.method
+        ).inc()
 
 
 class _TooLarge(Exception):
@@ -339,20 +317,20 @@ def _version_of(stdin: bytes) -> str:
         return ""
 
 
-def _shim_answer(body: str, *, code: int, status: int) -> web.Response:
-    response = web.Response(status=status, text=body, content_type="application/json")
+def _shim_answer(body: str, *, code: int, status: int) -> Response:
+    response = Response.text(body, status, "application/json")
     response.headers[EXIT_CODE_HEADER] = str(code)
     return response
 
 
-def _multus_result(result: Result) -> web.Response:
+def _multus_result(result: Result) -> Response:
     # As Go's json.Marshal(&api.Response{Result: ...}) writes it: no spaces.
     body = json.dumps({"Result": result.to_dict("1.0.0")}, separators=(",", ":"))
-    return web.Response(status=200, text=body, content_type="application/json")
+    return Response.text(body, 200, "application/json")
 
 
-def _multus_error(err: CNIError, version: str, *, status: int) -> web.Response:
-    return web.Response(status=status, text=err.to_json(version), content_type="application/json")
+def _multus_error(err: CNIError, version: str, *, status: int) -> Response:
+    return Response.text(err.to_json(version), status, "application/json")
 
 
 def new_id() -> str:

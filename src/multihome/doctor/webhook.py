@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -34,12 +35,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from multihome.cluster.kube import NADS_PATH, trim_nad
 from multihome.cluster.watching import Reflector
+from multihome.daemon.httpserver import ReadDeadlines, Request, Response, Routes, Server
 from multihome.daemon.logs import ContextFilter, JSONFormatter, bound
 from multihome.networks import preflight
 from multihome.networks.addressing import IPNetwork
@@ -59,6 +60,10 @@ _NEEDS_NADS = frozenset({"nad-not-found"})
 #: How long a pod's admission waits for NADs it names to arrive by the watch: a
 #: ``kubectl apply`` of a NAD and a pod in one file creates them milliseconds apart.
 NAD_WAIT = 1.0
+#: Seconds a client (the API server) has to send a request, TLS handshake included.
+READ_TIMEOUT = 10.0
+#: The largest AdmissionReview read (a pod with its status is a few KiB).
+MAX_REVIEW_BYTES = 4 << 20
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -207,20 +212,22 @@ def response(
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": answer}
 
 
-def make_app(validator: Validator, metrics: WebhookMetrics) -> web.Application:
-    async def validate(http: web.Request) -> web.Response:
+def routes(validator: Validator, metrics: WebhookMetrics) -> Routes:
+    """``/validate``, ``/healthz`` and ``/metrics``."""
+
+    async def validate(http: Request) -> Response:
         started = time.monotonic()
         try:
-            body = await http.json()
+            body = json.loads(await http.read())
             request = body["request"]
             uid = str(request["uid"])
             kind = str((request.get("kind") or {}).get("kind", ""))
             operation = str(request.get("operation", ""))
         except (ValueError, KeyError, TypeError, AttributeError):
             metrics.requests.labels("", "", "invalid").inc()
-            raise web.HTTPBadRequest(
-                text="expected an AdmissionReview (admission.k8s.io/v1) with request.uid"
-            ) from None
+            return Response.text(
+                "expected an AdmissionReview (admission.k8s.io/v1) with request.uid", 400
+            )
         meta = request.get("object") or {}
         meta = meta.get("metadata") if isinstance(meta, dict) else {}
         name = meta.get("name") or meta.get("generateName") or "" if isinstance(meta, dict) else ""
@@ -244,24 +251,22 @@ def make_app(validator: Validator, metrics: WebhookMetrics) -> web.Application:
                 seconds * 1000,
                 " (dry run)" if request.get("dryRun") else "",
             )
-        return web.json_response(response(uid, allowed, errors, warnings, kind=kind))
+        return Response.json(response(uid, allowed, errors, warnings, kind=kind))
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "nadCacheSynced": validator.warm})
+    async def healthz(_: Request) -> Response:
+        return Response.json({"ok": True, "nadCacheSynced": validator.warm})
 
-    async def metrics_page(_: web.Request) -> web.Response:
+    async def metrics_page(_: Request) -> Response:
         if validator.nads is not None:
             metrics.nads.set(len(validator.nads.objects))
         metrics.synced.set(1 if validator.warm else 0)
-        response = web.Response(body=generate_latest(metrics.registry))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
+        return Response(body=generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
-    app = web.Application(client_max_size=4 << 20)
-    app.router.add_post("/validate", validate)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_page)
-    return app
+    served = Routes()
+    served.post("/validate", validate)
+    served.get("/healthz", healthz)
+    served.get("/metrics", metrics_page)
+    return served
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -314,7 +319,6 @@ def configure_logging() -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 async def serve(
@@ -351,18 +355,17 @@ async def serve(
     client = KubeClient(creds)
     nads = Reflector(client, path=NADS_PATH, trim=trim_nad)
     validator = Validator(config or default_config(), cluster_cidrs, nads)
-    runner = web.AppRunner(make_app(validator, WebhookMetrics()), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, address, port, ssl_context=context)
+    server = Server(
+        routes(validator, WebhookMetrics()),
+        deadlines=ReadDeadlines(READ_TIMEOUT),
+        max_body=MAX_REVIEW_BYTES,
+    )
     tasks = [
         asyncio.create_task(nads.run()),
         asyncio.create_task(reload_certificates(context, cert, key)),
     ]
     try:
-        await site.start()
-        bound_port = port
-        for sock in getattr(site._server, "sockets", None) or ():
-            bound_port = sock.getsockname()[1]
+        _, bound_port = await server.listen_tcp(address, port, tls=context)
         log.info("serving admission reviews on https://%s:%d/validate", address, bound_port)
         if started is not None:
             started(bound_port, validator)
@@ -373,7 +376,7 @@ async def serve(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await runner.cleanup()
+        await server.close()
         await client.close()
     return 0
 

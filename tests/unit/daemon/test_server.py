@@ -419,3 +419,22 @@ async def test_config_generation_runs_once_serving_and_gates_readiness(
 async def test_without_config_keys_the_node_config_is_left_alone(node: NodeFactory) -> None:
     n = await node()
     assert n.daemon.confgen is None
+
+
+async def test_a_handler_exception_is_a_cni_error_not_a_traceback(
+    node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = await node()
+
+    def broken() -> list[dict[str, Any]]:
+        raise RuntimeError("a bug in the daemon")
+
+    monkeypatch.setattr(n.daemon, "attachments", broken)
+    status, headers, body = await n.call("GET", "/shim/v1/attachments")
+    assert (status, headers["X-CNI-Exit-Code"]) == (400, "1")
+    error = json.loads(body)
+    assert (error["code"], error["msg"]) == (
+        999,
+        "internal error in the multihome daemon: a bug in the daemon",
+    )
+    assert b"Traceback" not in body
