@@ -396,7 +396,7 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, TimeoutError):
         return "timed out"
     if isinstance(err, ssl.SSLCertVerificationError):
-        return f"TLS: {err.verify_message or err}"
+        return f"TLS: certificate verify failed: {err.verify_message or err}"
     if isinstance(err, ssl.SSLError):
         return f"TLS: {err.reason or err}"
     if isinstance(err, h11.ProtocolError):
