@@ -450,3 +450,11 @@ async def test_close_ends_a_watch_in_flight(api: ApiServerDouble, proxy: TcpProx
     with pytest.raises(ApiUnreachable, match=f"watch {PODS}"):
         await pending
     await proxy.until(lambda: proxy.open == 0)
+
+
+def test_the_documented_bounds_are_the_code_s():
+    doc = (Path(__file__).parents[2] / "docs" / "limits.md").read_text()
+    assert kubeclient.MAX_BODY == 64 << 20
+    assert "64 MiB (`MAX_BODY`): a page of 500 objects at 128 KiB each" in doc
+    client = HttpClient("http://127.0.0.1:1")
+    assert f"{client.max_idle} (`max_idle`), each for {client.idle_seconds:g} s" in doc
