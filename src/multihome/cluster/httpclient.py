@@ -100,8 +100,9 @@ class _Connection:
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
-        async with asyncio.timeout_at(self.deadline):
-            await self.writer.drain()
+        if self.writer.transport.get_write_buffer_size():  # else the socket took it all
+            async with asyncio.timeout_at(self.deadline):
+                await self.writer.drain()
 
     def _read_deadline(self) -> float | None:
         if self.read_timeout is None:
@@ -121,8 +122,12 @@ class _Connection:
                 return event
             if event is h11.PAUSED:  # more after the end of a response: we never pipeline
                 raise h11.RemoteProtocolError("the server sent more than it was asked for", 502)
-            async with asyncio.timeout_at(self._read_deadline()):
+            deadline = self._read_deadline()
+            if deadline is None:
                 data = await self.reader.read(READ_SIZE)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    data = await self.reader.read(READ_SIZE)
             self.received += len(data)
             self.http.receive_data(data)
 
