@@ -182,6 +182,9 @@ class Scripted:
                     for out in events:
                         writer.write(http.send(out) or b"")
                     await writer.drain()
+                    if http.our_state is h11.SEND_BODY:  # an answer left unfinished: hold it
+                        await reader.read()
+                        break
                     if http.our_state is not h11.DONE or http.their_state is not h11.DONE:
                         break
                     http.start_next_cycle()
@@ -298,6 +301,21 @@ async def test_a_watch_event_over_the_bound_ends_the_watch(monkeypatch: pytest.M
             async for _ in client.watch(PODS, query={}):
                 pass
     assert "one event is more than 1 MiB" in str(failure.value)
+
+
+async def test_a_silent_server_times_out_a_request_and_a_watch():
+    # Headers, then nothing: the total bound covers the body, the watch's read bound each wait.
+    head = ok(b"", chunks=[b'{"type":"ADDED"'])[:2]
+    async with (
+        Scripted(lambda _, __: head) as server,
+        scripted_client(server, timeout=0.1) as client,
+    ):
+        with pytest.raises(ApiUnreachable, match=f"get {PODS}/web: timed out"):
+            await client.get(f"{PODS}/web")
+        with pytest.raises(ApiUnreachable, match=f"watch {PODS}: timed out"):
+            async for _ in client.watch(PODS, query={"timeoutSeconds": "0.1"}):
+                pass
+    assert len(server.requests) == 2
 
 
 async def test_a_header_with_a_line_break_fails_without_naming_it():
