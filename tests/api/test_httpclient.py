@@ -98,6 +98,22 @@ async def test_concurrent_requests_never_share_a_connection(api: ApiServerDouble
         assert proxy.accepted == 4 and proxy.open == 4
 
 
+async def test_idle_connections_are_bounded_in_number_and_time(proxy: TcpProxy):
+    client = HttpClient(f"http://127.0.0.1:{proxy.port}", max_idle=2, idle_seconds=0.05)
+
+    async def get() -> int:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        response = await client.send("GET", "/version", headers=auth, timeout=WAIT)
+        await response.read(1 << 20)
+        return response.status
+
+    assert await asyncio.gather(*(get() for _ in range(4))) == [200] * 4
+    assert client.connections_opened == 4
+    await proxy.until(lambda: proxy.open == 2)  # two kept
+    await proxy.until(lambda: proxy.open == 0)  # and closed once idle for idle_seconds
+    await client.close()
+
+
 async def test_a_watch_holds_its_own_connection(api: ApiServerDouble, proxy: TcpProxy):
     api.create(pod("web"))
     async with client_via(proxy) as client:
