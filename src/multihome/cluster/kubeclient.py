@@ -46,7 +46,7 @@ MERGE_PATCH = "application/merge-patch+json"
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
 #: The most a response body (or one watch event) may take.  A list page of 500
 #: objects (the reflector's and doctor's page size) fits at 128 KiB an object,
-#: far above real pods and NADs; etcd stores 1.5 MiB at most per object, so a
+#: far above real pods and NADs; etcd takes 1.5 MiB per object by default, so a
 #: watch event is far below it.  Past it the server is broken, and reading on
 #: would only grow the daemon (50 MiB in all) until the kernel kills it.
 MAX_BODY = 64 * 1024 * 1024
