@@ -26,7 +26,7 @@ from multihome.networks import deviceinfo
 from .checkpoint import DEFAULT_PATH as DEFAULT_CHECKPOINT
 from .checkpoint import CheckpointError, read_pod_devices
 
-if TYPE_CHECKING:  # dra needs the API client (aiohttp): not for the thin plugin's import
+if TYPE_CHECKING:  # dra needs the API client: imported only where DRA is used
     from .dra import DraDevices
 
 #: The kubelet's default (podresources.DEFAULT_SOCKET, without importing gRPC).

@@ -1,11 +1,13 @@
-"""The daemon's Kubernetes API client: six calls over aiohttp, paced and counted.
+"""The daemon's Kubernetes API client: six calls over HTTP/1.1, paced and counted.
 
 The node daemon lists and watches pods and NADs, GETs one pod now and
 then, PATCHes ``pods/<name>/status`` (or PUTs it, where the role allows
-only that) and creates Events; that is all.
-aiohttp already serves the daemon's socket, so it carries these calls too:
-lightkube would add httpx and its model package to the daemon's memory for
-these six calls (design.md: 50 MiB for the whole daemon).
+only that) and creates Events; that is all.  The thin plugin GETs, PATCHes
+and creates once per invocation.  The transport is `httpclient` (asyncio
+streams and h11, kept-alive connections): aiohttp cost the daemon 12.5 MiB
+and the one-shot plugin some 200 ms of imports, and lightkube would add
+httpx and its model package for these six calls (design.md: 50 MiB for
+the whole daemon).
 
 What the client adds to HTTP is what client-go's REST client adds: a QPS and
 burst budget shared by every call, timeouts from the configuration, retries
@@ -13,7 +15,8 @@ with backoff and jitter for idempotent calls on 5xx, 429 and connection
 errors, bearer tokens re-read when their file rotates (and once more on a
 401), and a count of requests by verb for the daemon's metrics.  API
 failures are `KubeApiError` (the server's ``Status``) or `ApiUnreachable`;
-callers turn them into CNI errors where a user sees them.
+callers turn them into CNI errors where a user sees them.  No response is
+read past `MAX_BODY`, so a broken server cannot make the daemon hold more.
 """
 
 from __future__ import annotations
@@ -24,14 +27,13 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
-
-import aiohttp
 
 from multihome import __version__
 
 from .credentials import Credentials
+from .httpclient import BodyTooLarge, HttpClient, HttpError, Response
 from .pacing import Backoff, Clock, Sleep, TokenBucket
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,12 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 #: HTTP codes worth another try: the server is overloaded, restarting or timed out.
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
+#: The most a response body (or one watch event) may take.  A list page of 500
+#: objects (the reflector's and doctor's page size) fits at 128 KiB an object,
+#: far above real pods and NADs; etcd takes 1.5 MiB per object by default, so a
+#: watch event is far below it.  Past it the server is broken, and reading on
+#: would only grow the daemon (50 MiB in all) until the kernel kills it.
+MAX_BODY = 64 * 1024 * 1024
 
 
 class KubeApiError(Exception):
@@ -123,25 +131,27 @@ class KubeClient:
         self._backoff = (backoff_initial, backoff_max)
         self._clock = clock
         self._sleep = sleep
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
 
     # -- life cycle -------------------------------------------------------
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True),
-                headers={"Accept": JSON, "User-Agent": f"multihome/{__version__}"},
-                # Each request sets its own timeout; none is hard-coded here.
-                timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=True,
-            )
-        return self._session
+    def _transport(self) -> HttpClient:
+        if self._http is None:
+            try:
+                self._http = HttpClient(
+                    self.server,
+                    ssl_context=self._ssl,
+                    server_hostname=self.credentials.tls_server_name,
+                    headers={"Accept": JSON, "User-Agent": f"multihome/{__version__}"},
+                )
+            except ValueError as err:
+                raise ApiUnreachable(str(err)) from None
+        return self._http
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def __aenter__(self) -> KubeClient:
         return self
@@ -197,23 +207,30 @@ class KubeClient:
         query = {**query, "watch": "true"}
         server_timeout = float(query.get("timeoutSeconds") or 0)
         read = server_timeout + self.timeout if server_timeout else None
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=read)
-        async with self._send("watch", "GET", path, query=query, timeout=timeout) as response:
-            buffer = bytearray()
+        bounds = {"connect_timeout": self.timeout, "read_timeout": read}
+        async with self._send("watch", "GET", path, query=query, bounds=bounds) as response:
+            # Lines split here, not by a line reader: a pod can carry 256 KiB
+            # of annotations; only MAX_BODY bounds one event.
+            pending = bytearray()
             try:
-                async for chunk in response.content.iter_any():
-                    buffer += chunk
-                    # Lines, not StreamReader.readline: a pod can carry 256 KiB
-                    # of annotations, more than aiohttp's line limit.
-                    while (end := buffer.find(b"\n")) >= 0:
-                        line = bytes(buffer[:end])
-                        del buffer[: end + 1]
+                async for chunk in response:
+                    start = 0
+                    while (end := chunk.find(b"\n", start)) >= 0:
+                        if pending:
+                            pending += chunk[start:end]
+                            line, pending = bytes(pending), bytearray()
+                        else:
+                            line = chunk[start:end]
+                        start = end + 1
                         if line.strip():
                             yield _decode(line, path)
-            except (aiohttp.ClientError, TimeoutError, OSError) as err:
-                raise ApiUnreachable(f"watch {path}: {_describe(err)}") from err
-            if buffer.strip():
-                yield _decode(bytes(buffer), path)
+                    pending += chunk[start:]
+                    if len(pending) > MAX_BODY:
+                        raise BodyTooLarge(f"one event is more than {MAX_BODY >> 20} MiB")
+            except HttpError as err:
+                raise ApiUnreachable(f"watch {path}: {err}") from err
+            if pending.strip():
+                yield _decode(bytes(pending), path)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -232,7 +249,7 @@ class KubeClient:
         deadline = self._clock() + retry_seconds
         backoff = Backoff(initial=self._backoff[0], maximum=self._backoff[1])
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        bounds = {"timeout": self.timeout}
         while True:
             try:
                 async with self._send(
@@ -242,12 +259,12 @@ class KubeClient:
                     query=query,
                     data=data,
                     content_type=content_type,
-                    timeout=timeout,
+                    bounds=bounds,
                 ) as response:
                     try:
-                        payload = await response.read()
-                    except (aiohttp.ClientError, TimeoutError, OSError) as err:
-                        raise ApiUnreachable(f"{verb} {path}: {_describe(err)}") from err
+                        payload = await response.read(MAX_BODY)
+                    except HttpError as err:
+                        raise ApiUnreachable(f"{verb} {path}: {err}") from err
                 return _decode(payload, path)
             except KubeApiError as err:
                 retry = err.transient or (
@@ -258,6 +275,8 @@ class KubeClient:
                 failure: Exception = err
                 delay = max(backoff.next(), err.retry_after or 0.0)
             except ApiUnreachable as err:
+                if isinstance(err.__cause__, BodyTooLarge):
+                    raise  # the same answer again would be as large
                 failure = err
                 delay = backoff.next()
             if self._clock() + delay > deadline:
@@ -275,19 +294,18 @@ class KubeClient:
         query: dict[str, str] | None = None,
         data: bytes | None = None,
         content_type: str = JSON,
-        timeout: aiohttp.ClientTimeout,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        bounds: Mapping[str, float | None],
+    ) -> AsyncIterator[Response]:
         """One request and its response: pacing, auth, error statuses.
 
-        A 401 re-reads the token file and, when the token changed, sends the
-        request once more: a rotated token is used at once, not at the next call.
+        `bounds` are `HttpClient.send`'s timeouts.  A 401 re-reads the token
+        file and, when the token changed, sends the request once more: a
+        rotated token is used at once, not at the next call.
         """
         headers = {}
         if data is not None:
             headers["Content-Type"] = content_type
-        send: dict[str, Any] = {"params": query, "data": data, "timeout": timeout}
-        if self.credentials.tls_server_name:
-            send["server_hostname"] = self.credentials.tls_server_name
+        send: dict[str, Any] = {"query": query, "body": data, **bounds}
         token = self._tokens.current()
         response = await self._attempt(verb, method, path, token=token, headers=headers, **send)
         if response.status == 401:
@@ -313,23 +331,24 @@ class KubeClient:
         token: str | None,
         headers: dict[str, str],
         **send: Any,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         if token:
             headers = {**headers, "Authorization": f"Bearer {token}"}
         await self._bucket.acquire()
         self.requests[verb] += 1
+        transport = self._transport()
         try:
-            return await self._open().request(method, self.server + path, headers=headers, **send)
-        except (aiohttp.ClientError, TimeoutError, OSError) as err:
-            raise ApiUnreachable(f"{verb} {path} at {self.server}: {_describe(err)}") from err
+            return await transport.send(method, path, headers=headers, **send)
+        except HttpError as err:
+            raise ApiUnreachable(f"{verb} {path} at {self.server}: {err}") from err
 
 
-async def _error(response: aiohttp.ClientResponse) -> KubeApiError:
+async def _error(response: Response) -> KubeApiError:
     try:
-        status: Any = json.loads(await response.read())
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, RecursionError):
+        status: Any = json.loads(await response.read(MAX_BODY))
+    except (HttpError, ValueError, RecursionError):
         status = {}
-    header = response.headers.get("Retry-After", "")
+    header = response.header("Retry-After")
     retry_after = float(header) if header.isdigit() else None
     return KubeApiError.from_status(status, code=response.status, retry_after=retry_after)
 
@@ -342,9 +361,3 @@ def _decode(payload: bytes, path: str) -> Object:
     if not isinstance(value, dict):
         raise ApiUnreachable(f"{path}: the API server sent JSON that is not an object")
     return value
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, TimeoutError):
-        return "timed out"
-    return str(err) or type(err).__name__
