@@ -249,9 +249,8 @@ IMPORTS = (
     "asyncio",
     "yaml",
     "multihome.engine.engine",
-    "aiohttp",
+    "h11",
     "multihome.cluster.kube",
-    "aiohttp.web",
     "prometheus_client",
     "multihome.daemon.server",
 )

@@ -238,7 +238,12 @@ def testing() -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def testing_apiserver(args: tuple[str, ...]) -> None:
     """Run the Kubernetes API double (see `--help` of the double)."""
-    from .testing import apiserver
+    try:
+        from .testing import apiserver
+    except ModuleNotFoundError as err:
+        raise click.ClickException(
+            f"the API double needs {err.name}: pip install 'multihome[testing]'"
+        ) from err
 
     sys.exit(apiserver.main(list(args)))
 
