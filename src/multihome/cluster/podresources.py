@@ -7,8 +7,8 @@ name; multihome calls ``Get`` (one pod) and falls back to ``List`` where the
 kubelet has no ``Get`` (before 1.27, or its feature gate off), remembering
 that for the socket.
 
-Weight (docs/devices.md has the measurement): grpclib (pure Python, on h2;
-multidict is aiohttp's already) and pure-protobuf (dataclass messages) add
+Weight (docs/devices.md has the measurement): grpclib (pure Python, on h2
+and multidict) and pure-protobuf (dataclass messages) add
 about 2.4 MiB RSS and 50 ms, loaded only by the first pod that needs
 devices; grpcio would add 15 MiB and Google's protobuf 2.3 MiB of its own,
 against a daemon budget of 50 MiB.  The messages below declare only the
