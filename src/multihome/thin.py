@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO, TextIO
 
     from .cni.request import Request
+    from .networks.config import MultusConfig
 
 
 def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
@@ -48,14 +49,15 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
 
         use_pidfd_child_watcher()
         executor = SubprocessExec()
-        versions_dir = _versions_dir(request)
+        config = _config(request)
+        versions_dir = _versions_dir(request, config)
         if versions_dir:
             from .engine import versioncache
 
             loaded = versioncache.load(versions_dir)
             executor.versions.update(loaded)
         try:
-            out = asyncio.run(Engine(executor=executor).handle(request))
+            out = asyncio.run(Engine(executor=executor).handle(request, config))
         finally:
             if versions_dir:
                 versioncache.save(versions_dir, executor.versions, loaded=loaded)
@@ -73,21 +75,27 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
     return 0
 
 
-def _versions_dir(request: Request) -> str:
-    """Where this ADD keeps the plugins' VERSION answers ("": nowhere; only ADD asks them).
-
-    The attachment cache directory, as the engine finds it; a configuration
-    the engine will refuse is refused by the engine, not here.
-    """
+def _config(request: Request) -> MultusConfig | None:
+    """The configuration, parsed once for this call; None: the engine says what is wrong."""
     from .cni.errors import CNIError
     from .networks.config import MultusConfig
 
-    if request.command != "ADD":
-        return ""
+    if request.command == "VERSION":
+        return None
     try:
-        return os.path.join(MultusConfig.parse(request.stdin).cni_dir, "multihome")
+        return MultusConfig.parse(request.stdin)
     except CNIError:
+        return None
+
+
+def _versions_dir(request: Request, config: MultusConfig | None) -> str:
+    """Where this ADD keeps the plugins' VERSION answers ("": nowhere; only ADD asks them).
+
+    The attachment cache directory, as the engine finds it.
+    """
+    if request.command != "ADD" or config is None:
         return ""
+    return os.path.join(config.cni_dir, "multihome")
 
 
 def main() -> None:
