@@ -5,11 +5,14 @@ like any CNI plugin, with a ``00-multus.conf``-style configuration on stdin.
 Pods and NADs come from ``manifestDir`` (or nowhere: then a pod gets the
 networks of the configuration only).
 
-The import path is kept short on purpose (measured with ``python -X
-importtime -m multihome.thin``): no aiohttp, no prometheus, no click, and
-no netlink library (the namespace is read with iproute2's ``ip``).  VERSION,
-which runtimes ask on every probe, is answered before anything else is
-imported (no asyncio, no logging, no engine): the same text the engine gives.
+Every call is a new interpreter, so every import is paid on every call; the
+import path is kept short on purpose (measured with ``python -X importtime``,
+kept so by tests/netns/test_thin_imports.py): no aiohttp, no prometheus, no
+click, no netlink library (the namespace is read with iproute2's ``ip``), no
+PyYAML for a kubeconfig in JSON, no DRA or gRPC unless a NAD names a
+resourceName.  The configuration is parsed once, here, for the engine too.
+VERSION, which runtimes ask on every probe, is answered before anything else
+is imported (no asyncio, no logging, no engine): the same text the engine gives.
 """
 
 from __future__ import annotations
