@@ -4,8 +4,9 @@ Every measurement plays the runtime against a `World` (the lab node of
 `multihome.testing.world`) through one or more `Runtime` entry points:
 
 * ``shim``: exec ``shim/multihome-shim``, which forwards to a running daemon;
-* ``thin``: exec the installed ``multihome-cni`` console script, as a
-  runtime would exec a plugin binary (Python start-up included);
+* ``thin``: exec the ``multihome-cni`` launcher ``multihome install
+  --thin-python`` writes, as a runtime would exec a plugin binary (Python
+  start-up included);
 * ``engine``: the engine in this process, on one event loop kept for the
   whole measurement (no process at all: the floor for multihome's own work).
 
@@ -16,11 +17,15 @@ Each runtime owns its copy of the world's multus configuration (the
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -28,6 +33,7 @@ from typing import Any, Protocol
 
 from multihome.cni.errors import CNIError
 from multihome.cni.request import Request
+from multihome.daemon.install import THIN_NAME, install_bytes, launcher
 from multihome.engine.engine import Engine
 from multihome.testing.daemon import DaemonProcess
 from multihome.testing.world import Sandbox, World
@@ -57,12 +63,21 @@ def shim_binary() -> Path:
 
 
 def thin_argv() -> list[str]:
-    """The thin plugin as `multihome install --thin-python` writes its launcher.
+    """The thin plugin as a runtime runs it: the launcher `multihome install --thin-python` writes.
 
     That launcher is a two-line script for this interpreter; pip's console
     script would add its own imports (``re``: 8 ms of a 20 ms VERSION).
     """
-    return [sys.executable, "-c", "from multihome.thin import main\nmain()\n"]
+    return [_thin_launcher()]
+
+
+@functools.cache
+def _thin_launcher() -> str:
+    # A directory of its own, as the CNI bin dir is: the script's directory
+    # is the first place Python looks for modules.
+    directory = tempfile.mkdtemp(prefix="multihome-bench-bin-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return install_bytes(launcher(sys.executable), bin_dir=directory, name=THIN_NAME).path
 
 
 def _raise_for(proc: subprocess.CompletedProcess[bytes]) -> str:

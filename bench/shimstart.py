@@ -8,8 +8,11 @@ same static binary exec'd without a request: what the request itself adds
 shows as the difference), ``/bin/true`` (a dynamically linked exec from this
 harness) and the thin plugin answering VERSION (Python's start-up and
 multihome's imports, which the shim exists to avoid), next to Python's own
-start-up, the floor of any Python plugin (``python -I -S -c pass``).  Wall
-time and the child's CPU time (user + sys, from ``getrusage``) for each.
+start-up, the floor of any Python plugin (``python -I -S -c pass``; with
+``site``, which the launcher needs for the host's site-packages: ``python -c
+pass``), and ``python -c 'import asyncio'``, the floor of a Python plugin's
+ADD or DEL.  Wall time and the child's CPU time (user + sys, from
+``getrusage``) for each.
 Target (issue 17): the thin plugin answers VERSION in single-digit ms.
 """
 
@@ -132,6 +135,11 @@ def run(settings: Settings) -> Section:
                     [sys.executable, "-I", "-S", "-c", "pass"], stdin=b"", env={}
                 ),
                 "python -c pass": lambda: _exec([sys.executable, "-c", "pass"], stdin=b"", env={}),
+                # What any call of a Python plugin on asyncio pays before its own work
+                # (the thin plugin's ADD and DEL; VERSION does without).
+                "python -c 'import asyncio'": lambda: _exec(
+                    [sys.executable, "-c", "import asyncio"], stdin=b"", env={}
+                ),
             },
             rounds=rounds,
             warmup=3,
@@ -158,6 +166,13 @@ def run(settings: Settings) -> Section:
         Row(
             "thin VERSION over Python's start-up (VERSION - floor)",
             f"{(thin - python) * 1e3:.1f} ms",
+        )
+    )
+    with_site = summaries["python -c pass"]["wall"].median
+    section.rows.append(
+        Row(
+            "thin VERSION over python -c pass (site: the launcher needs it)",
+            f"{(thin - with_site) * 1e3:.1f} ms",
         )
     )
     section.data = {

@@ -9,9 +9,12 @@ same directory, synced, renamed over the target, and the directory synced.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
-import tempfile
+
+#: ``O_EXCL``: a new file or an error, never someone else's; ``O_NOFOLLOW``: not through a link.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def write(path: str | os.PathLike[str], data: bytes, *, mode: int, sync: bool = True) -> None:
@@ -24,7 +27,7 @@ def write(path: str | os.PathLike[str], data: bytes, *, mode: int, sync: bool = 
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, temp = _temporary(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -40,6 +43,22 @@ def write(path: str | os.PathLike[str], data: bytes, *, mode: int, sync: bool = 
         raise
     if sync:
         sync_directory(directory)
+
+
+def _temporary(directory: str, name: str) -> tuple[int, str]:
+    """A new file ``.<name>.<8 random hex digits>.tmp`` in ``directory``, open for writing.
+
+    What ``tempfile.mkstemp`` does, without importing tempfile: its imports
+    (shutil, random and the compression modules) cost a one-shot plugin
+    more than the write itself.
+    """
+    for _ in range(100):
+        temp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
+        try:
+            return os.open(temp, _NEW_FILE, 0o600), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
 
 
 def replace(path: str | os.PathLike[str], data: bytes, *, mode: int) -> bool:

@@ -5,11 +5,14 @@ like any CNI plugin, with a ``00-multus.conf``-style configuration on stdin.
 Pods and NADs come from ``manifestDir`` (or nowhere: then a pod gets the
 networks of the configuration only).
 
-The import path is kept short on purpose (measured with ``python -X
-importtime -m multihome.thin``): no aiohttp, no prometheus, no click, and
-no netlink library (the namespace is read with iproute2's ``ip``).  VERSION,
-which runtimes ask on every probe, is answered before anything else is
-imported (no asyncio, no logging, no engine): the same text the engine gives.
+Every call is a new interpreter, so every import is paid on every call; the
+import path is kept short on purpose (measured with ``python -X importtime``,
+kept so by tests/netns/test_thin_imports.py): no aiohttp, no prometheus, no
+click, no netlink library (the namespace is read with iproute2's ``ip``), no
+PyYAML for a kubeconfig in JSON, no DRA or gRPC unless a NAD names a
+resourceName.  The configuration is parsed once, here, for the engine too.
+VERSION, which runtimes ask on every probe, is answered before anything else
+is imported (no asyncio, no logging, no engine): the same text the engine gives.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO, TextIO
 
     from .cni.request import Request
+    from .networks.config import MultusConfig
 
 
 def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
@@ -48,14 +52,15 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
 
         use_pidfd_child_watcher()
         executor = SubprocessExec()
-        versions_dir = _versions_dir(request)
+        config = _config(request)
+        versions_dir = _versions_dir(request, config)
         if versions_dir:
             from .engine import versioncache
 
             loaded = versioncache.load(versions_dir)
             executor.versions.update(loaded)
         try:
-            out = asyncio.run(Engine(executor=executor).handle(request))
+            out = asyncio.run(Engine(executor=executor).handle(request, config))
         finally:
             if versions_dir:
                 versioncache.save(versions_dir, executor.versions, loaded=loaded)
@@ -73,21 +78,27 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
     return 0
 
 
-def _versions_dir(request: Request) -> str:
-    """Where this ADD keeps the plugins' VERSION answers ("": nowhere; only ADD asks them).
-
-    The attachment cache directory, as the engine finds it; a configuration
-    the engine will refuse is refused by the engine, not here.
-    """
+def _config(request: Request) -> MultusConfig | None:
+    """The configuration, parsed once for this call; None: the engine says what is wrong."""
     from .cni.errors import CNIError
     from .networks.config import MultusConfig
 
-    if request.command != "ADD":
-        return ""
+    if request.command == "VERSION":
+        return None
     try:
-        return os.path.join(MultusConfig.parse(request.stdin).cni_dir, "multihome")
+        return MultusConfig.parse(request.stdin)
     except CNIError:
+        return None
+
+
+def _versions_dir(request: Request, config: MultusConfig | None) -> str:
+    """Where this ADD keeps the plugins' VERSION answers ("": nowhere; only ADD asks them).
+
+    The attachment cache directory, as the engine finds it.
+    """
+    if request.command != "ADD" or config is None:
         return ""
+    return os.path.join(config.cni_dir, "multihome")
 
 
 def main() -> None:

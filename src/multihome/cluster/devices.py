@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from multihome.cni.errors import CNIError, Code
@@ -46,7 +46,12 @@ class Devices(Protocol):
 
 
 class PodDevices:
-    """`Devices` from the kubelet (PodResources API or checkpoint) and DRA."""
+    """`Devices` from the kubelet (PodResources API or checkpoint) and DRA.
+
+    ``dra`` makes the `DraDevices` when first needed: the engine asks for
+    devices only when a NAD names a resourceName, so a node (or a thin
+    plugin's call) without such NADs never imports DRA.
+    """
 
     def __init__(
         self,
@@ -54,12 +59,25 @@ class PodDevices:
         socket: str = DEFAULT_SOCKET,
         checkpoint: str = DEFAULT_CHECKPOINT,
         info_dir: str = deviceinfo.BASE_DIR,
-        dra: DraDevices | None = None,
+        dra: Callable[[], DraDevices] | None = None,
     ) -> None:
         self.socket = socket
         self.checkpoint = checkpoint
         self.info_dir = info_dir
-        self.dra = dra
+        self._make_dra = dra
+        self._dra: DraDevices | None = None
+
+    @property
+    def dra(self) -> DraDevices | None:
+        """DRA's part, made on first use; None without DRA."""
+        if self._dra is None and self._make_dra is not None:
+            self._dra = self._make_dra()
+        return self._dra
+
+    async def stop(self) -> None:
+        """Stop DRA's slice watch, if DRA was ever used."""
+        if self._dra is not None:
+            await self._dra.stop()
 
     async def assigned(self, pod: Mapping[str, Any]) -> dict[str, list[str]]:
         meta = pod.get("metadata") or {}

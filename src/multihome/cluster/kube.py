@@ -20,14 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import difflib
 import logging
 import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from multihome.cni.errors import CNIError, Code
@@ -36,12 +35,14 @@ from multihome.networks import deviceinfo
 from . import credentials as creds
 from .checkpoint import DEFAULT_PATH as DEFAULT_CHECKPOINT
 from .devices import DEFAULT_SOCKET, PodDevices
-from .dra import DraDevices
 from .events import EventRecorder
 from .kubeclient import ApiUnreachable, KubeApiError, KubeClient
 from .pacing import Backoff, Clock, Sleep
 from .source import STATUS_ANNOTATION, EventType, Object, pod_key
 from .watching import Reflector
+
+if TYPE_CHECKING:  # made when a pod first needs devices (`PodDevices`)
+    from .dra import DraDevices
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class KubeConfig:
         for key, value in data.items():
             f = by_key.get(key)
             if f is None:
+                import difflib
+
                 close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.75)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 log.warning("ignoring unknown kube setting %r%s", key, hint)
@@ -281,19 +284,25 @@ class KubeSource:
             clock=clock,
             sleep=sleep,
         )
-        #: The pods' devices: the kubelet's, and DRA's through this client.
-        self.devices = PodDevices(
-            socket=config.kubelet_socket,
-            checkpoint=config.kubelet_checkpoint,
-            info_dir=config.device_info_dir,
-            dra=DraDevices(
+
+        def dra() -> DraDevices:
+            from .dra import DraDevices
+
+            return DraDevices(
                 self.client,
                 node_name=config.node_name,
                 watch_timeout=config.watch_timeout,
                 backoff_initial=config.backoff_initial,
                 backoff_max=config.backoff_max,
                 sleep=sleep,
-            ),
+            )
+
+        #: The pods' devices: the kubelet's, and DRA's through this client.
+        self.devices = PodDevices(
+            socket=config.kubelet_socket,
+            checkpoint=config.kubelet_checkpoint,
+            info_dir=config.device_info_dir,
+            dra=dra,
         )
         self._tasks: list[asyncio.Task[None]] = []
         #: The role forbade the status PATCH once: GET + PUT from then on (`set_network_status`).
@@ -336,8 +345,7 @@ class KubeSource:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self.devices.dra is not None:
-            await self.devices.dra.stop()
+        await self.devices.stop()
         await self.client.close()
 
     async def __aenter__(self) -> KubeSource:

@@ -130,11 +130,15 @@ class Engine:
         self._local_sources: dict[str, LocalSource] = {}
 
     # -- the request -------------------------------------------------------------------
-    async def handle(self, request: Request) -> str:
-        """Run a request; the text to print on success.  Errors raise `CNIError`."""
+    async def handle(self, request: Request, config: MultusConfig | None = None) -> str:
+        """Run a request; the text to print on success.  Errors raise `CNIError`.
+
+        ``config``: the request's configuration, when the caller parsed it already.
+        """
         if request.command == "VERSION":
             return version_text()
-        config = MultusConfig.parse(request.stdin)
+        if config is None:
+            config = MultusConfig.parse(request.stdin)
         for notice in config.notices:
             log.info("%s", notice)
         if self.source is None and config.kubeconfig and not config.manifest_dir:
@@ -187,7 +191,7 @@ class Engine:
         try:
             engine = copy.copy(self)  # the same settings, this source
             engine.source = source
-            return await engine.handle(request)
+            return (await engine.run(request, config)).text
         finally:
             await source.stop()
 

@@ -115,6 +115,19 @@ def test_the_thin_plugin_launcher_runs_the_thin_plugin(bin_dir: Path) -> None:
     assert "1.0.0" in json.loads(answer.stdout)["supportedVersions"]
 
 
+def test_the_launchers_interpreter_finds_its_installed_packages(bin_dir: Path) -> None:
+    """No ``-S``: the launcher is written (from a container) for the host's Python, whose
+    site-packages and ``.pth`` files (editable installs, distro paths) only ``site`` knows."""
+    [done] = install(bin_dir=str(bin_dir), shim=None, thin_python=sys.executable)
+    interpreter = Path(done.path).read_text().splitlines()[0].removeprefix("#!").split()
+    probe = "import sys, h11, multihome.thin; print(sys.flags.no_site)"
+    found = subprocess.run(
+        [*interpreter, "-c", probe], capture_output=True, text=True, check=False, env={}
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "0"
+
+
 def test_the_launcher_needs_an_absolute_interpreter(bin_dir: Path) -> None:
     with pytest.raises(CNIError, match="absolute path"):
         install(bin_dir=str(bin_dir), shim=None, thin_python="python3")

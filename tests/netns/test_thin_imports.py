@@ -1,0 +1,91 @@
+"""The thin plugin's ADD and DEL in Kubernetes mode import nothing they do not use.
+
+Each call of ``multihome-cni`` is a new interpreter, so every import is paid
+on every call: the real plugin as a child process (a hook lists its modules
+at exit), real namespaces and plugins, the API double behind a kubeconfig in
+JSON.  A pod whose NADs name no resourceName needs no DRA, a JSON kubeconfig
+no PyYAML, and nothing of the daemon's or the doctor's stack belongs here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from multihome.cluster import kubeclient
+from multihome.testing.apiserver import run_in_thread
+from multihome.testing.lab import Lab
+from multihome.testing.world import World
+
+pytestmark = pytest.mark.netns
+
+HEAVY = {
+    "yaml",
+    "prometheus_client",
+    "click",
+    "grpclib",
+    "multihome.cluster.dra",
+    "multihome.cluster.podresources",
+    "multihome.daemon",
+    "multihome.doctor",
+}
+# The API client runs on aiohttp until issue 17's client on asyncio streams
+# lands (another branch of the same issue); from then on the thin path must
+# not import it (nor tempfile, which only aiohttp's urllib.request brings).
+if "import aiohttp" not in Path(kubeclient.__file__).read_text():
+    HEAVY |= {"aiohttp", "tempfile"}
+
+LIST_MODULES = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: open(sys.argv[1], 'w').write('\\n'.join(sorted(sys.modules))))\n"
+    "from multihome.thin import main\n"
+    "main()\n"
+)
+
+
+def _heavy(modules: Path) -> list[str]:
+    names = modules.read_text().split()
+    return sorted(n for n in names if any(n == h or n.startswith(h + ".") for h in HEAVY))
+
+
+def test_a_thin_add_and_del_import_nothing_heavy(lab: Lab, tmp_path: Path) -> None:
+    world = World(lab, mode="thin")
+    world.macvlan_nad("nad-a", master=lab.macvlan_parent("lan"), subnet=world.lan_subnet(1))
+    sandbox = world.pod("web", "nad-a")
+    with run_in_thread() as api:
+        for path in sorted(world.manifests.glob("*.json")):
+            obj = json.loads(path.read_text())
+            created = api.create(obj)
+            if obj["kind"] == "Pod":
+                sandbox.uid = created["metadata"]["uid"]
+        kubeconfig = tmp_path / "kubeconfig.json"
+        as_yaml = api.write_kubeconfig(tmp_path / "kubeconfig")
+        kubeconfig.write_text(json.dumps(yaml.safe_load(as_yaml.read_text())))
+        config = {k: v for k, v in world.config.items() if k != "manifestDir"}
+        config["kubeconfig"] = str(kubeconfig)
+        for command in ("ADD", "DEL"):
+            modules = tmp_path / f"modules-{command}"
+            proc = subprocess.run(
+                [sys.executable, "-c", LIST_MODULES, str(modules)],
+                input=json.dumps(config).encode(),
+                env={**world.env(command, sandbox), "PATH": os.environ.get("PATH", "")},
+                capture_output=True,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            if command == "ADD":
+                # It did the whole ADD: interfaces, and the status through the API.
+                assert set(lab.links(sandbox.netns)) == {"lo", "eth0", "net1"}
+                assert api.get("pods", namespace="default", name="web")["metadata"][
+                    "annotations"
+                ].get("k8s.v1.cni.cncf.io/network-status")
+            assert _heavy(modules) == [], command
+    assert set(lab.links(sandbox.netns)) == {"lo"}
+    assert world.allocations() == {}
+    assert world.cached_containers() == []
