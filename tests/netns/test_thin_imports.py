@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from multihome.cluster import kubeclient
 from multihome.testing.apiserver import run_in_thread
 from multihome.testing.lab import Lab
 from multihome.testing.world import World
@@ -34,12 +33,9 @@ HEAVY = {
     "multihome.cluster.podresources",
     "multihome.daemon",
     "multihome.doctor",
+    "aiohttp",
+    "tempfile",  # shutil and the compression modules with it (atomicfile does without)
 }
-# The API client runs on aiohttp until issue 17's client on asyncio streams
-# lands (another branch of the same issue); from then on the thin path must
-# not import it (nor tempfile, which only aiohttp's urllib.request brings).
-if "import aiohttp" not in Path(kubeclient.__file__).read_text():
-    HEAVY |= {"aiohttp", "tempfile"}
 
 LIST_MODULES = (
     "import atexit, sys\n"
