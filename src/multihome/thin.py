@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from .cni.request import Request
     from .networks.config import MultusConfig
 
+#: Set by the launcher `multihome install --thin-python` writes: the version of
+#: the multihome that wrote it, whose VERSION answer the launcher gives.
+LAUNCHER_ENV = "MULTIHOME_LAUNCHER_VERSION"
+
 
 def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     """One CNI call: the exit code; the result or the error JSON goes to ``stdout``."""
@@ -43,6 +47,7 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
     logging.basicConfig(
         stream=stderr, level=logging.WARNING, format="multihome-cni %(levelname)s %(message)s"
     )
+    _check_launcher(environ)
     cni_version = "1.0.0"
     try:
         request = Request.from_env(environ, stdin.read())
@@ -89,6 +94,21 @@ def _config(request: Request) -> MultusConfig | None:
         return MultusConfig.parse(request.stdin)
     except CNIError:
         return None
+
+
+def _check_launcher(environ: Mapping[str, str]) -> None:
+    from . import __version__
+
+    written_by = environ.get(LAUNCHER_ENV)
+    if written_by and written_by != __version__:
+        import logging
+
+        logging.getLogger("multihome").warning(
+            "the multihome-cni launcher was written by multihome %s and answers VERSION "
+            "for it, but multihome %s runs: run `multihome install --thin-python` again",
+            written_by,
+            __version__,
+        )
 
 
 def _versions_dir(request: Request, config: MultusConfig | None) -> str:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from multihome import __version__
 from multihome.cni.errors import CNIError
+from multihome.cni.version import version_text
 from multihome.daemon.install import SHIM_NAME, THIN_NAME, install, main, replace_file
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -100,37 +102,61 @@ def test_errors_name_the_file(tmp_path: Path, bin_dir: Path) -> None:
     assert os.listdir(bin_dir) == []
 
 
-def test_the_thin_plugin_launcher_runs_the_thin_plugin(bin_dir: Path) -> None:
-    [done] = install(bin_dir=str(bin_dir), shim=None, thin_python=sys.executable)
+def test_the_thin_plugin_launcher_answers_version_without_python(bin_dir: Path) -> None:
+    # An interpreter that does not exist: VERSION never gets as far as Python.
+    [done] = install(bin_dir=str(bin_dir), shim=None, thin_python="/nonexistent/python3")
     assert done.path == str(bin_dir / THIN_NAME)
     assert stat.S_IMODE((bin_dir / THIN_NAME).stat().st_mode) == 0o755
     answer = subprocess.run(
         [done.path],
-        input=b'{"cniVersion": "1.0.0"}',
-        env={**os.environ, "CNI_COMMAND": "VERSION"},
+        input=b'{"cniVersion": "1.0.0"}' * 10_000,  # more than a pipe holds: it is read
+        env={"CNI_COMMAND": "VERSION"},
         capture_output=True,
         check=False,
     )
     assert answer.returncode == 0, answer.stderr
-    assert "1.0.0" in json.loads(answer.stdout)["supportedVersions"]
+    assert answer.stdout.decode() == version_text() + "\n"
+    assert json.loads(answer.stdout) == json.loads(version_text())
 
 
-def test_the_launchers_interpreter_finds_its_installed_packages(bin_dir: Path) -> None:
-    """No ``-S``: the launcher is written (from a container) for the host's Python, whose
-    site-packages and ``.pth`` files (editable installs, distro paths) only ``site`` knows."""
-    [done] = install(bin_dir=str(bin_dir), shim=None, thin_python=sys.executable)
-    interpreter = Path(done.path).read_text().splitlines()[0].removeprefix("#!").split()
-    probe = "import sys, h11, multihome.thin; print(sys.flags.no_site)"
-    found = subprocess.run(
-        [*interpreter, "-c", probe], capture_output=True, text=True, check=False, env={}
+def _refused_add(path: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    # An ADD with a configuration the thin plugin refuses: its error proves it ran.
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/x", "CNI_IFNAME": "e"}
+    return subprocess.run(
+        [path], input="{}", env=env, capture_output=True, text=True, check=False, cwd=cwd
     )
-    assert found.returncode == 0, found.stderr
-    assert found.stdout.strip() == "0"
+
+
+def test_the_launcher_runs_the_thin_plugin_with_the_hosts_packages(
+    bin_dir: Path, tmp_path: Path
+) -> None:
+    """``-P``, not ``-S`` or ``-I``: the host's site-packages and ``.pth`` files (editable
+    installs, distro paths) are found; the working directory is not on ``sys.path``."""
+    [done] = install(bin_dir=str(bin_dir), shim=None, thin_python=sys.executable)
+    # A module in the working directory that would shadow the package's own.
+    (tmp_path / "multihome").mkdir()
+    (tmp_path / "multihome" / "__init__.py").write_text("raise SystemExit('shadowed')\n")
+    answer = _refused_add(done.path, cwd=tmp_path)
+    assert answer.returncode == 1, answer.stderr
+    error = json.loads(answer.stdout)
+    assert error["code"] == 4, error  # CNI_PATH is missing: the thin plugin said so
+    assert "warning" not in answer.stderr.lower()
+
+
+def test_a_launcher_of_another_version_is_named(bin_dir: Path) -> None:
+    [done] = install(bin_dir=str(bin_dir), shim=None, thin_python=sys.executable)
+    path = Path(done.path)
+    path.write_text(path.read_text().replace(f"={__version__} exec", "=0.0.1 exec"))
+    answer = _refused_add(done.path)
+    assert "written by multihome 0.0.1" in answer.stderr
+    assert "multihome install --thin-python" in answer.stderr
 
 
 def test_the_launcher_needs_an_absolute_interpreter(bin_dir: Path) -> None:
     with pytest.raises(CNIError, match="absolute path"):
         install(bin_dir=str(bin_dir), shim=None, thin_python="python3")
+    with pytest.raises(CNIError, match="without spaces or quotes"):
+        install(bin_dir=str(bin_dir), shim=None, thin_python="/usr/bin/python3'; rm -rf /")
 
 
 def test_main(bin_dir: Path) -> None:
