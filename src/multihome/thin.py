@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     from .cni.request import Request
     from .networks.config import MultusConfig
 
-#: Set by the launcher `multihome install --thin-python` writes: the version of
-#: the multihome that wrote it, whose VERSION answer the launcher gives.
-LAUNCHER_ENV = "MULTIHOME_LAUNCHER_VERSION"
-
 
 def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     """One CNI call: the exit code; the result or the error JSON goes to ``stdout``."""
@@ -97,7 +93,7 @@ def _config(request: Request) -> MultusConfig | None:
 
 
 def _check_launcher(environ: Mapping[str, str]) -> None:
-    from . import __version__
+    from . import LAUNCHER_ENV, __version__
 
     written_by = environ.get(LAUNCHER_ENV)
     if written_by and written_by != __version__:

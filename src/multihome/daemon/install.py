@@ -32,10 +32,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from multihome import __version__, atomicfile
+from multihome import LAUNCHER_ENV, __version__, atomicfile
 from multihome.cni.errors import CNIError, Code
 from multihome.cni.version import version_text
-from multihome.thin import LAUNCHER_ENV
 
 #: Where the daemon image keeps the shim it installs (deploy/ puts it there).
 DEFAULT_SHIM = "/usr/lib/multihome/multihome-shim"
