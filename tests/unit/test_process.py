@@ -102,3 +102,10 @@ async def test_no_descriptor_is_left_open(tmp_path: Path) -> None:
         await executor.run(str(tmp_path / "missing"), stdin=b"", env={})
     assert open_fds() == before
     assert executor.running == 0
+
+
+async def test_the_exit_status_and_the_signal(tmp_path: Path) -> None:
+    executor = SubprocessExec()
+    exited = await executor.run(plugin(tmp_path, "exit 7\n"), stdin=b"", env={})
+    killed = await executor.run(plugin(tmp_path, "kill -TERM $$\n"), stdin=b"", env={})
+    assert (exited.returncode, killed.returncode) == (7, -15)
