@@ -109,3 +109,13 @@ async def test_the_exit_status_and_the_signal(tmp_path: Path) -> None:
     exited = await executor.run(plugin(tmp_path, "exit 7\n"), stdin=b"", env={})
     killed = await executor.run(plugin(tmp_path, "kill -TERM $$\n"), stdin=b"", env={})
     assert (exited.returncode, killed.returncode) == (7, -15)
+
+
+async def test_a_nul_byte_in_the_environment_is_an_environment_error(tmp_path: Path) -> None:
+    with pytest.raises(CNIError) as caught:
+        await SubprocessExec().run(
+            plugin(tmp_path, "exit 0\n"), stdin=b"", env={"CNI_IFNAME": "a\0b"}
+        )
+    assert caught.value.code == Code.INVALID_ENV
+    assert "CNI_IFNAME holds a NUL byte" in caught.value.msg
+    assert "a\0b" not in caught.value.msg

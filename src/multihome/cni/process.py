@@ -173,6 +173,14 @@ class SubprocessExec:
         for attempt in range(_BUSY_RETRIES + 1):
             try:
                 return _Child.start(loop, path, env, stdin, self.output_limit)
+            except ValueError:  # a NUL byte, which no environment or path can carry
+                held = [k for k, v in env.items() if "\0" in k or "\0" in v] or ["the path"]
+                raise CNIError(
+                    Code.INVALID_ENV,
+                    f"failed to execute plugin {quote(path)}: {held[0]} holds a NUL byte",
+                    "a process environment cannot carry NUL bytes; check the runtime's CNI_*"
+                    " variables and CNI_ARGS",
+                ) from None
             except OSError as err:
                 if err.errno == errno.ETXTBSY and attempt < _BUSY_RETRIES:
                     await asyncio.sleep(1)
