@@ -57,9 +57,15 @@ class Node:
         await self.engine.run(request, MultusConfig.parse(request.stdin))
         await self.source.flush()
 
-    def create_nad(self, name: str) -> None:
+    async def create_nad(self, name: str) -> None:
+        """Create the NAD in the API; wait until the watch cache has it."""
         path = self.world.manifests / f"nad-default-{name}.json"
         self.api.create(json.loads(path.read_text()))
+
+        def cached() -> bool:
+            return self.source.cached_nad("default", name) is not None
+
+        assert await self.source.nads.until(cached, timeout=WAIT)
 
     async def annotate(self, sandbox: Sandbox, networks: Any) -> str:
         """Set (None: remove) the pod's networks annotation; wait until the cache has it."""
@@ -157,7 +163,7 @@ async def test_add_remove_and_change(lab: Lab, tmp_path: Path) -> None:
     sandbox = world.pod("web", "nad-a")
     async with node(world, sandbox, tmp_path=tmp_path) as n:
         for nad in ("nad-a", "nad-b", "nad-s"):
-            n.create_nad(nad)
+            await n.create_nad(nad)
         await n.call("ADD", sandbox)
         n.check(lab, sandbox, {"net1": "default/nad-a"})
 
@@ -208,7 +214,7 @@ async def test_pod_without_annotation_and_quick_edits(lab: Lab, tmp_path: Path) 
     sandbox = world.pod("bare")
     async with node(world, sandbox, tmp_path=tmp_path) as n:
         for nad in ("nad-a", "nad-b"):
-            n.create_nad(nad)
+            await n.create_nad(nad)
         await n.call("ADD", sandbox)
         n.check(lab, sandbox, {})
         task = asyncio.create_task(n.controller.run())
@@ -243,7 +249,7 @@ async def test_failing_network_changes_nothing(lab: Lab, tmp_path: Path) -> None
     sandbox = world.pod("web", "nad-a")
     async with node(world, sandbox, tmp_path=tmp_path) as n:
         for nad in ("nad-a", "nad-b", "nad-bad", "nad-noplugin"):
-            n.create_nad(nad)
+            await n.create_nad(nad)
         await n.call("ADD", sandbox)
         before = n.status(sandbox)
         # Two new networks, one of which fails: neither stays (all or nothing).
@@ -281,7 +287,7 @@ async def test_restart_between_edit_and_resync(lab: Lab, tmp_path: Path) -> None
     sandbox = world.pod("web", "nad-a")
     async with node(world, sandbox, tmp_path=tmp_path) as n:
         for nad in ("nad-a", "nad-b"):
-            n.create_nad(nad)
+            await n.create_nad(nad)
         await n.call("ADD", sandbox)
         await n.source.stop()  # the daemon goes away
         pod = n.api.get("pods", namespace="default", name="web")
@@ -309,7 +315,7 @@ async def test_daemon_runs_it_when_configured(lab: Lab, tmp_path: Path) -> None:
     sandbox = world.pod("web")
     sockets = lab.tmpdir()  # in /tmp: a socket path holds at most 107 bytes
     async with node(world, sandbox, tmp_path=tmp_path) as n:
-        n.create_nad("nad-a")
+        await n.create_nad("nad-a")
         await n.call("ADD", sandbox)
         off = Daemon(
             DaemonConfig.parse(json.dumps({"socketDir": str(sockets / "off")})), source=n.source
@@ -357,7 +363,7 @@ async def test_delegate_api_attachments_stay(lab: Lab, tmp_path: Path) -> None:
     lan = lans(lab, world)
     sandbox = world.pod("web", "nad-a")
     async with node(world, sandbox, tmp_path=tmp_path) as n:
-        n.create_nad("nad-a")
+        await n.create_nad("nad-a")
         await n.call("ADD", sandbox)
         conf = {
             "cniVersion": "1.0.0",

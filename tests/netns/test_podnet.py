@@ -53,3 +53,9 @@ def test_a_missing_namespace_is_an_os_error_and_the_caller_stays_home() -> None:
     with pytest.raises(OSError, match="/nonexistent/netns"):
         asyncio.run(podnet.read_links("/nonexistent/netns"))
     assert os.readlink("/proc/thread-self/ns/net") == home
+
+
+def test_a_nul_byte_in_a_path_or_a_name_is_an_os_error() -> None:
+    with pytest.raises(podnet.NamespaceError, match="NUL"):
+        asyncio.run(podnet.read_links("/run/netns/a\0b"))
+    assert asyncio.run(podnet.delete_link("/run/netns/none", "a\0b")) is False

@@ -175,6 +175,7 @@ def test_a_missing_container_id_alone_is_container_unknown() -> None:
         ("a/b", "'/', ':' or whitespace"),
         ("a b", "'/', ':' or whitespace"),
         ("a\tb", "'/', ':' or whitespace"),
+        ("\0", "a NUL byte"),
     ],
 )
 def test_interface_name(ifname: str, reason: str | None) -> None:

@@ -109,6 +109,8 @@ def validate_ifname(ifname: str) -> str:
         reason = f"it is {len(ifname.encode())} bytes long"
     elif ifname in (".", ".."):
         reason = "it is '.' or '..'"
+    elif "\0" in ifname:  # libcni lets it through; no exec can pass it on
+        reason = "it contains a NUL byte"
     elif any(c in "/:" or c.isspace() for c in ifname):
         reason = "it contains '/', ':' or whitespace"
     else:

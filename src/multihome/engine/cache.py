@@ -179,6 +179,10 @@ class AttachmentCache:
             raise ValueError(f"invalid container ID {container_id!r}")
         return self.directory / f"{container_id}.json"
 
+    def has(self, container_id: str) -> bool:
+        """Whether anything is at the record's path (one ``lstat``; `load` tells what)."""
+        return os.path.lexists(self._path(container_id))
+
     def load(self, container_id: str) -> CacheRecord | None:
         """The record, or None when there is none or it cannot be read (logged).
 

@@ -52,15 +52,18 @@ class DefaultRoute:
 
 
 async def _ip(netns: str, *argv: str, stdin: bytes | None = None) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "nsenter",
-        f"--net={netns}",
-        "ip",
-        *argv,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "nsenter",
+            f"--net={netns}",
+            "ip",
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except ValueError:  # a NUL byte in the path or a name: no such namespace or link
+        raise NamespaceError(f"ip {' '.join(argv)!r} in {netns!r}: a NUL byte") from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), TIMEOUT)
     except BaseException:

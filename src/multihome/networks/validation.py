@@ -6,7 +6,8 @@ configuration (does any plugin declare the ``mac`` capability? does it use
 static IPAM?), the pod's other requests (the same IP twice, two IPv4 default
 routes), or what the plugins returned (`compare_requested`: did the
 interface really get the MAC it asked for?  The NPWG spec requires failing
-the attachment when not, and Multus never looks).
+the attachment when not, and Multus never looks; `result_states_applied`:
+does the result say so in full, or must the engine look into the pod?).
 """
 
 from __future__ import annotations
@@ -247,6 +248,39 @@ def compare_requested(
                     f"{', '.join(sorted(str(a) for a in got)) or 'no address'})",
                 )
     return findings.as_list()
+
+
+def result_states_applied(
+    selection: NetworkSelection, result: Result, *, ifname: str, netns: str
+) -> bool:
+    """Whether the result itself says that every MAC and IP request was applied in the pod.
+
+    That is: it lists ``ifname`` as an interface of the sandbox ``netns``,
+    with the requested MAC, and ties each requested address to that
+    interface by its index.  A result that says less (no sandbox, an
+    address tied to no interface) leaves the question to the namespace.
+    """
+    if not ifname or not netns:
+        return False
+    index = next(
+        (
+            i
+            for i, intf in enumerate(result.interfaces)
+            if intf.name == ifname and intf.sandbox == netns
+        ),
+        None,
+    )
+    if index is None:
+        return False
+    if selection.mac:
+        wanted = addresses.parse_mac(selection.mac)
+        if wanted is None or addresses.parse_mac(result.interfaces[index].mac) != wanted:
+            return False
+    tied = {addresses.address_of(ip.address) for ip in result.ips if ip.interface == index}
+    return all(
+        (wanted_ip := addresses.address_of(text)) is not None and wanted_ip in tied
+        for text in selection.ips
+    )
 
 
 def _result_addresses(ips: Iterable[Any], indexes: set[int] | None) -> set[Any]:

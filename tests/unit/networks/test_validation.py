@@ -15,6 +15,7 @@ from multihome.networks.validation import (
     check_pod_requests,
     compare_requested,
     ipam_subnets,
+    result_states_applied,
 )
 
 from .helpers import by_code, codes
@@ -217,6 +218,37 @@ def test_compare_requested_when_everything_applied() -> None:
     # Different spelling, same MAC; address without prefix.
     selection = select({"mac": "02-00-00-00-00-01", "ips": ["10.1.1.5"]})
     assert compare_requested(selection, result(mac="02:00:00:00:00:01"), ifname="net1") == []
+
+
+def test_a_result_that_states_the_request_in_full() -> None:
+    selection = select({"mac": "02-00-00-00-00-01", "ips": ["10.1.1.5"]})
+    states = result_states_applied(selection, result(), ifname="net1", netns="/var/run/netns/x")
+    assert states
+
+
+@pytest.mark.parametrize(
+    ("change", "ifname", "netns"),
+    [
+        ({}, "net1", "/var/run/netns/other"),  # another sandbox
+        ({}, "net2", "/var/run/netns/x"),  # another interface
+        ({"mac": "02:00:00:00:00:09"}, "net1", "/var/run/netns/x"),
+        ({"untie": True}, "net1", "/var/run/netns/x"),  # the address names no interface
+        ({"tie": 0}, "net1", "/var/run/netns/x"),  # the address is the host side's
+        ({"no_sandbox": True}, "net1", "/var/run/netns/x"),
+    ],
+)
+def test_a_result_that_says_less_leaves_it_to_the_namespace(
+    change: dict[str, Any], ifname: str, netns: str
+) -> None:
+    data = result(mac=change.get("mac", "02:00:00:00:00:01")).to_dict()
+    if change.get("untie"):
+        del data["ips"][0]["interface"]
+    if "tie" in change:
+        data["ips"][0]["interface"] = change["tie"]
+    if change.get("no_sandbox"):
+        del data["interfaces"][1]["sandbox"]
+    selection = select({"mac": "02:00:00:00:00:01", "ips": ["10.1.1.5/24"]})
+    assert not result_states_applied(selection, Result.parse(data), ifname=ifname, netns=netns)
 
 
 def test_compare_requested_names_what_was_not_applied() -> None:
