@@ -151,6 +151,9 @@ def _trim_meta(meta: Mapping[str, Any], keep: Any) -> Object:
     for key in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp"):
         if key in meta:
             out[key] = meta[key]
+    if isinstance(out.get("namespace"), str):
+        # A node's pods and NADs share a few namespaces: one string each, not one an object.
+        out["namespace"] = sys.intern(out["namespace"])
     annotations = meta.get("annotations")
     if isinstance(annotations, Mapping):
         kept = {sys.intern(k): v for k, v in annotations.items() if keep(k)}
