@@ -87,8 +87,17 @@ class EventRecorder:
             # counter keeps two events of one nanosecond apart.
             stamp = max(int(self._wall() * 1e9), self._last_ns + 1)
             self._last_ns = stamp
-            rv = str(meta.get("resourceVersion") or "")
-            self._queue.put_nowait(_Pending(namespace, name, uid, rv, type, reason, message, stamp))
+            pending = _Pending(
+                namespace=namespace,
+                name=name,
+                uid=uid,
+                resource_version=str(meta.get("resourceVersion") or ""),
+                type=type,
+                reason=reason,
+                message=message,
+                stamp=stamp,
+            )
+            self._queue.put_nowait(pending)
         except asyncio.QueueFull:
             self.counts["dropped"] += 1
             log.warning(
@@ -188,18 +197,19 @@ class _Pending:
     """
 
     __slots__ = (
-        "namespace",
-        "name",
-        "uid",
-        "resource_version",
-        "type",
-        "reason",
         "message",
+        "name",
+        "namespace",
+        "reason",
+        "resource_version",
         "stamp",
+        "type",
+        "uid",
     )
 
     def __init__(
         self,
+        *,
         namespace: str,
         name: str,
         uid: str,
