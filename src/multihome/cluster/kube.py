@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import difflib
 import logging
 import sys
 import time
@@ -114,6 +113,8 @@ class KubeConfig:
         for key, value in data.items():
             f = by_key.get(key)
             if f is None:
+                import difflib  # for an unknown key only: not resident in the daemon
+
                 close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.75)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 log.warning("ignoring unknown kube setting %r%s", key, hint)
