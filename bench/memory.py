@@ -39,6 +39,8 @@ import time
 import tracemalloc
 from typing import Any
 
+import yaml
+
 from multihome.testing.apiserver import ApiServerDouble, run_in_thread
 from multihome.testing.lab import CNI_BIN_DIR, lab
 from multihome.testing.world import Sandbox
@@ -140,6 +142,10 @@ def run(settings: Settings) -> Section:
         with run_in_thread() as api:
             _fill(api, lan=lan)
             kubeconfig = api.write_kubeconfig(root / "kubeconfig")
+            # In a pod the daemon reads its service account, no YAML: the same
+            # kubeconfig as JSON (a subset of YAML) lets credentials that read
+            # JSON without a YAML parser keep yaml out of the measured daemon.
+            kubeconfig.write_text(json.dumps(yaml.safe_load(kubeconfig.read_text())))
             daemon_config = {
                 "kubeconfig": str(kubeconfig),
                 "nodeName": NODE,
