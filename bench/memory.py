@@ -31,11 +31,15 @@ is measured too, in a fresh interpreter, each step on top of the ones before
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import json
 import subprocess
 import sys
 import time
+import tracemalloc
 from typing import Any
+
+import yaml
 
 from multihome.testing.apiserver import ApiServerDouble, run_in_thread
 from multihome.testing.lab import CNI_BIN_DIR, lab
@@ -138,6 +142,10 @@ def run(settings: Settings) -> Section:
         with run_in_thread() as api:
             _fill(api, lan=lan)
             kubeconfig = api.write_kubeconfig(root / "kubeconfig")
+            # In a pod the daemon reads its service account, no YAML: the same
+            # kubeconfig as JSON (a subset of YAML) lets credentials that read
+            # JSON without a YAML parser keep yaml out of the measured daemon.
+            kubeconfig.write_text(json.dumps(yaml.safe_load(kubeconfig.read_text())))
             daemon_config = {
                 "kubeconfig": str(kubeconfig),
                 "nodeName": NODE,
@@ -237,9 +245,91 @@ def run(settings: Settings) -> Section:
             },
         )
     )
+    costs = cache_costs()
+    for what, cached, untrimmed in costs:
+        section.rows.append(
+            Row(f"bytes per cached {what}", f"{cached:.0f} B (untrimmed {untrimmed:.0f} B)")
+        )
+    section.data["cache_bytes"] = {what: [cached, whole] for what, cached, whole in costs}
     for module, kib in import_costs():
         section.rows.append(Row(f"import cost: + {module}", f"{kib / 1024:+.1f} MiB RSS"))
     return section
+
+
+def _served_pod(index: int) -> dict[str, Any]:
+    """`_pod` as an API server serves it: managed fields, owner, status, network-status."""
+    pod = _pod(index)
+    meta = pod["metadata"]
+    meta.update(
+        uid=f"5b1f{index:04d}-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
+        resourceVersion=str(100_000 + index),
+        creationTimestamp="2026-12-01T12:00:00Z",
+        generateName="mem-",
+        ownerReferences=[
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": "mem-5d9c7b8f6",
+                "uid": "0c1d2e3f-4a5b-4e5f-8a9b-5b1f1c2d0000",
+                "controller": True,
+            }
+        ],
+        managedFields=[
+            {
+                "manager": "kube-controller-manager",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "time": "2026-12-01T12:00:00Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}},
+            }
+        ],
+    )
+    status = [{"name": "cluster", "interface": "eth0", "ips": ["10.0.0.5"], "default": True}]
+    meta["annotations"]["k8s.v1.cni.cncf.io/network-status"] = json.dumps(status)
+    pod["status"] = {
+        "phase": "Running",
+        "podIPs": [{"ip": "10.0.0.5"}],
+        "containerStatuses": [{"name": "app", "image": "busybox", "ready": True}],
+    }
+    return pod
+
+
+def cache_costs(count: int = 1000) -> list[tuple[str, float, float]]:
+    """(what, bytes per object in the watch cache, bytes untrimmed), measured with tracemalloc.
+
+    Each object is decoded from its JSON as the watch delivers it, trimmed as
+    the reflector trims it (`multihome.cluster.kube`) and kept under its key.
+    """
+    from multihome.cluster.kube import trim_nad, trim_pod
+    from multihome.cluster.watching import key_of
+
+    def held(make: Any, trim: Any) -> float:
+        wire = [json.dumps(make(i)).encode() for i in range(count)]
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            cache = {}
+            for data in wire:
+                obj = trim(json.loads(data))
+                cache[key_of(obj)] = obj
+            gc.collect()
+            return (tracemalloc.get_traced_memory()[0] - base) / count
+        finally:
+            tracemalloc.stop()
+
+    def whole(obj: Any) -> Any:
+        return obj
+
+    return [
+        (what, held(make, trim), held(make, whole))
+        for what, make, trim in (
+            ("pod (this bench's)", _pod, trim_pod),
+            ("pod (as served: managedFields, status)", _served_pod, trim_pod),
+            ("NAD (this bench's)", _nad, trim_nad),
+        )
+    ]
 
 
 #: The daemon's import stack, cheapest layers first; each is measured on top of the last.

@@ -39,22 +39,9 @@ def demo() -> None:
 @click.option("--allow-non-root", is_flag=True, hidden=True, help="For tests only.")
 def daemon(config_path: str, allow_non_root: bool) -> None:
     """Run the node daemon (thick mode): serve multihome-shim over a unix socket."""
-    import asyncio
+    from .daemon import start
 
-    from .cni.process import use_pidfd_child_watcher
-    from .daemon import allocator, logs
-    from .daemon.config import DaemonConfig, DaemonConfigError
-    from .daemon.server import serve
-
-    try:
-        config = DaemonConfig.load(config_path)
-    except DaemonConfigError as err:
-        click.echo(f"multihome daemon: {err}", err=True)
-        sys.exit(1)
-    logs.configure(config)
-    use_pidfd_child_watcher()
-    allocator.fix_mmap_threshold()  # RSS flat over months of ADD/DEL (daemon/allocator.py)
-    sys.exit(asyncio.run(serve(config, allow_non_root=allow_non_root)))
+    sys.exit(start.run(config_path, allow_non_root=allow_non_root))
 
 
 @cli.command()

@@ -115,7 +115,7 @@ class KubeConfig:
         for key, value in data.items():
             f = by_key.get(key)
             if f is None:
-                import difflib
+                import difflib  # for an unknown key only: not resident in the daemon
 
                 close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.75)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -154,6 +154,9 @@ def _trim_meta(meta: Mapping[str, Any], keep: Any) -> Object:
     for key in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp"):
         if key in meta:
             out[key] = meta[key]
+    if isinstance(out.get("namespace"), str):
+        # A node's pods and NADs share a few namespaces: one string each, not one an object.
+        out["namespace"] = sys.intern(out["namespace"])
     annotations = meta.get("annotations")
     if isinstance(annotations, Mapping):
         kept = {sys.intern(k): v for k, v in annotations.items() if keep(k)}

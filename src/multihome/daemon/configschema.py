@@ -15,7 +15,6 @@ field of `DaemonConfig` whose default is ``DEFAULTS[name]``).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -232,6 +231,8 @@ def unknown_key_notices(keys: Iterable[str], *, where: str = "daemon configurati
 def did_you_mean(key: str, known: dict[str, str] | Iterable[str]) -> str:
     """``"; did you mean 'socketDir'?"`` for the closest known name, or ``""``."""
     names = known if isinstance(known, dict) else {k.casefold(): k for k in known}
+    import difflib  # for an unknown key only: not resident in the daemon
+
     close = difflib.get_close_matches(key.casefold(), list(names), n=1, cutoff=0.75)
     return f"; did you mean {names[close[0]]!r}?" if close else ""
 
