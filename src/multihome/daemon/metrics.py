@@ -21,7 +21,7 @@ import os
 import posixpath
 import resource
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,9 +270,7 @@ def metrics_routes(metrics: Metrics) -> Routes:
 
     async def serve(_: Request) -> Response:
         # Off the event loop: collecting reads the attachment cache files.
-        return Response(
-            body=await asyncio.to_thread(metrics.exposition), content_type=CONTENT_TYPE
-        )
+        return Response(body=await asyncio.to_thread(metrics.exposition), content_type=CONTENT_TYPE)
 
     routes = Routes()
     routes.get("/metrics", serve)

@@ -31,7 +31,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-
 from multihome import __version__
 from multihome.cluster.credentials import CredentialsError
 from multihome.cluster.kube import KubeSource
