@@ -2,16 +2,17 @@
 
 Our own rather than prometheus-client's: that package's ``__init__`` alone
 imports http.server, socketserver, urllib, wsgiref, threading and its
-process, platform and gc collectors (+3.9 MiB of resident memory in the
+process, platform and gc collectors (+2.9 MiB of resident memory in the
 daemon, `bench --only memory`), and its histograms hold a lock and a value
-object per bucket and label set (~0.7 MiB for the daemon's 111 networks).
+object per bucket and label set (~0.9 MiB for the bench's 111 networks).
 What the daemon and the webhook need is small: counters, gauges and
 histograms with label names, a registry, collectors that compute families
 when scraped, and the text format.  The output is what prometheus-client's
 ``generate_latest`` writes (counters' ``_total``, ``le`` written as Go does,
 labels sorted), so dashboards and alerts see the same series; its parser
 checks ours in tests/unit/daemon/test_exposition.py.  No ``_created``
-series: the daemon had them turned off, and nothing reads them.
+series: the daemon had them turned off, the webhook now drops them too,
+and nothing reads them.
 
 No locks: instruments change only on the event loop's thread.  A scrape may
 read them from a worker thread (the daemon's collectors read files), so it
