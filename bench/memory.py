@@ -353,7 +353,7 @@ IMPORTS = (
     "multihome.engine.engine",
     "h11",
     "multihome.cluster.kube",
-    "prometheus_client",
+    "multihome.daemon.exposition",
     "multihome.daemon.server",
 )
 _PROBE = """

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from multihome.doctor.webhook import Validator, reload_certificates, serve, tls_context
 from multihome.testing.apiserver import ApiServerDouble
@@ -266,6 +267,32 @@ async def test_health_and_metrics(webhook: Webhook) -> None:
     ) in metrics
     assert 'multihome_webhook_request_duration_seconds_count{kind="Pod"} 1.0' in metrics
     assert "multihome_webhook_nads_cached 1.0" in metrics
+
+    # What Prometheus reads (prometheus-client's parser, an independent implementation).
+    families = {f.name: f for f in text_string_to_metric_families(metrics)}
+    assert {name: f.type for name, f in families.items()} == {
+        "multihome_webhook_requests": "counter",
+        "multihome_webhook_denials": "counter",
+        "multihome_webhook_request_duration_seconds": "histogram",
+        "multihome_webhook_nads_cached": "gauge",
+        "multihome_webhook_nad_cache_synced": "gauge",
+    }
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in families.values()
+        for s in family.samples
+    }
+    allowed = (("kind", "Pod"), ("operation", "CREATE"), ("result", "allowed"))
+    assert samples["multihome_webhook_requests_total", allowed] == 1
+    buckets = [
+        (dict(labels)["le"], value)
+        for (name, labels), value in samples.items()
+        if name == "multihome_webhook_request_duration_seconds_bucket" and ("kind", "Pod") in labels
+    ]
+    assert [le for le, _ in buckets][-2:] == ["1.0", "+Inf"]
+    counts = [value for _, value in buckets]
+    assert counts == sorted(counts) and counts[-1] == 1
+    assert samples["multihome_webhook_nad_cache_synced", ()] == 1
 
 
 async def test_a_malformed_review_is_a_400(webhook: Webhook) -> None:

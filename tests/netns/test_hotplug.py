@@ -343,10 +343,8 @@ async def test_daemon_runs_it_when_configured(lab: Lab, tmp_path: Path) -> None:
             # The daemon's ADD path leaves network-status to its writer (issue 17).
             await n.api.until(lambda: len(n.status(sandbox)) == 2, timeout=WAIT)
             n.check(lab, sandbox, {"net1": "default/nad-a"})
-            scrape = daemon.metrics.registry.get_sample_value(
-                "multihome_hotplug_attachments_total", {"action": "added"}
-            )
-            assert scrape == 1
+            scrape = daemon.metrics.exposition().decode()
+            assert 'multihome_hotplug_attachments_total{action="added"} 1.0\n' in scrape
         finally:
             await daemon.stop()
         await n.call("DEL", sandbox)

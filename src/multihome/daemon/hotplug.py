@@ -29,8 +29,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from multihome.cluster.source import EventType, Object
 from multihome.cni.errors import CNIError
 from multihome.engine import locks, podnet
@@ -40,6 +38,8 @@ from multihome.engine.hotplug import diff
 from multihome.networks.config import MultusConfig
 from multihome.networks.findings import errors
 from multihome.networks.selection import NETWORKS_ANNOTATION
+
+from .exposition import Counter, Gauge, Registry
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Seen:
 
 
 class HotplugMetrics:
-    def __init__(self, registry: CollectorRegistry | None) -> None:
+    def __init__(self, registry: Registry | None) -> None:
         self.attachments = Counter(
             "multihome_hotplug_attachments",
             "Attachments added to or removed from running pods by the hot-plug controller",
@@ -88,7 +88,7 @@ class HotplugController:
         *,
         cache_dirs: Callable[[], Iterable[str]],
         resync: float,
-        registry: CollectorRegistry | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.engine = engine
         self.cache_dirs = cache_dirs

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import logging.handlers
 import sys
 import time
 from collections.abc import Iterator
@@ -106,8 +105,11 @@ def configure(config: DaemonConfig) -> None:
     if config.log_to_stderr or not config.log_file:
         handlers.append(logging.StreamHandler(sys.stderr))
     if config.log_file:
+        # Only with a log file: logging.handlers imports pickle, queue and socket.
+        from logging.handlers import RotatingFileHandler
+
         handlers.append(
-            logging.handlers.RotatingFileHandler(
+            RotatingFileHandler(
                 config.log_file,
                 maxBytes=config.log_max_size * 1024 * 1024,
                 backupCount=config.log_max_backups,

@@ -8,8 +8,9 @@ memory it holds (upstream's daemon runs with a 50 MiB limit and gets OOM
 killed).  Upstream exposes a single request counter; its name,
 ``multus_server_request_total``, is kept for existing dashboards.
 
-The registry is the daemon's own (not prometheus-client's global one), so
-that several daemons in one test process do not collide.
+The registry is each daemon's own, so that several daemons in one test
+process do not collide; the instruments and the text format are ours
+(`multihome.daemon.exposition`, which says why).
 """
 
 from __future__ import annotations
@@ -20,26 +21,16 @@ import os
 import posixpath
 import resource
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    ProcessCollector,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from multihome.cni.process import Exec, Outcome
 from multihome.cni.request import COMMANDS
 from multihome.engine.cache import CacheRecord
 
+from .exposition import CONTENT_TYPE, Counter, Family, Gauge, Histogram, Registry
 from .httpserver import Request, Response, Routes
 
 # CNI calls take from a few milliseconds (a cached DEL) to minutes (a plugin
@@ -78,50 +69,55 @@ class _LiveCollector:
     def __init__(self, live: LiveValues) -> None:
         self.live = live
 
-    def describe(self) -> Iterable[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
+        # prometheus-client's name and help; the dashboard's memory panel reads it.
+        process = Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
+        process.add((), resident_memory())
+        yield process
         containers, attachments = self.live.attachments()
-        cached = GaugeMetricFamily(
+        cached = Family(
             "multihome_cached_attachments",
+            "gauge",
             "Network attachments in the attachment cache (what DEL will remove)",
         )
-        cached.add_metric([], attachments)
+        cached.add((), attachments)
         yield cached
-        pods = GaugeMetricFamily(
-            "multihome_cached_containers", "Containers with attachments in the attachment cache"
+        pods = Family(
+            "multihome_cached_containers",
+            "gauge",
+            "Containers with attachments in the attachment cache",
         )
-        pods.add_metric([], containers)
+        pods.add((), containers)
         yield pods
-        api = CounterMetricFamily(
+        api = Family(
             "multihome_kube_api_requests",
+            "counter",
             "Requests sent to the Kubernetes API server, by verb",
-            labels=["verb"],
+            ("verb",),
         )
         for verb, count in sorted(self.live.api_requests().items()):
-            api.add_metric([verb], count)
+            api.add((verb,), count)
         yield api
-        cache = GaugeMetricFamily(
+        cache = Family(
             "multihome_watch_cache_objects",
+            "gauge",
             "Objects held in the Kubernetes watch caches, by kind",
-            labels=["kind"],
+            ("kind",),
         )
         for kind, count in sorted(self.live.watch_cache().items()):
-            cache.add_metric([kind], count)
+            cache.add((kind,), count)
         yield cache
-        rss = GaugeMetricFamily(
-            "multihome_resident_memory_peak_bytes", "Peak resident memory of the daemon"
+        rss = Family(
+            "multihome_resident_memory_peak_bytes", "gauge", "Peak resident memory of the daemon"
         )
-        rss.add_metric([], peak_resident_memory())
+        rss.add((), peak_resident_memory())
         yield rss
 
 
 class Metrics:
     def __init__(self, live: LiveValues | None = None) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = Registry()
         self.live = live or LiveValues()
-        ProcessCollector(registry=self.registry)
         self.registry.register(_LiveCollector(self.live))
         reg = self.registry
         self.http_requests = Counter(
@@ -222,7 +218,7 @@ class Metrics:
         self.cni_seconds.labels(label).observe(seconds)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return self.registry.exposition()
 
 
 class MeteredExec:
@@ -274,9 +270,7 @@ def metrics_routes(metrics: Metrics) -> Routes:
 
     async def serve(_: Request) -> Response:
         # Off the event loop: collecting reads the attachment cache files.
-        return Response(
-            body=await asyncio.to_thread(metrics.exposition), content_type=CONTENT_TYPE_LATEST
-        )
+        return Response(body=await asyncio.to_thread(metrics.exposition), content_type=CONTENT_TYPE)
 
     routes = Routes()
     routes.get("/metrics", serve)

@@ -31,8 +31,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import prometheus_client
-
 from multihome import __version__
 from multihome.cluster.credentials import CredentialsError
 from multihome.cluster.kube import KubeSource
@@ -429,8 +427,6 @@ class Daemon:
 
 async def serve(config: DaemonConfig, *, allow_non_root: bool = False) -> int:
     """Run the daemon until SIGTERM or SIGINT; the process exit code."""
-    # One ``_created`` series per series doubles a scrape for nothing a dashboard uses.
-    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     daemon = Daemon(config, allow_non_root=allow_non_root)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -35,11 +35,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
 from multihome.cluster.kube import NADS_PATH, trim_nad
 from multihome.cluster.watching import Reflector
+from multihome.daemon.exposition import CONTENT_TYPE, Counter, Gauge, Histogram, Registry
 from multihome.daemon.httpserver import ReadDeadlines, Request, Response, Routes, Server
 from multihome.daemon.logs import ContextFilter, JSONFormatter, bound
 from multihome.networks import preflight
@@ -69,7 +67,7 @@ _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 class WebhookMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = Registry()
         reg = self.registry
         self.requests = Counter(
             "multihome_webhook_requests",
@@ -260,7 +258,7 @@ def routes(validator: Validator, metrics: WebhookMetrics) -> Routes:
         if validator.nads is not None:
             metrics.nads.set(len(validator.nads.objects))
         metrics.synced.set(1 if validator.warm else 0)
-        return Response(body=generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        return Response(body=metrics.registry.exposition(), content_type=CONTENT_TYPE)
 
     served = Routes()
     served.post("/validate", validate)

@@ -66,7 +66,8 @@ async def main():
 
 codes = asyncio.run(main())
 print(json.dumps({"codes": codes, "importers": sorted(importers),
-                  "loaded": "aiohttp" in sys.modules}))
+                  "loaded": "aiohttp" in sys.modules,
+                  "prometheus_client": "prometheus_client" in sys.modules}))
 """
 
 
@@ -79,3 +80,5 @@ def test_the_daemon_and_the_webhook_do_not_import_aiohttp() -> None:
     assert report["codes"] == ["200", "200", "200"]
     assert report["importers"] == []
     assert report["loaded"] is False
+    # Nor prometheus-client (+3.9 MiB): the exporter is multihome.daemon.exposition.
+    assert report["prometheus_client"] is False

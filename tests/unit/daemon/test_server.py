@@ -17,17 +17,21 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from multihome.cni.fakeexec import Call, FakeExec
 from multihome.daemon import logs
 from multihome.daemon.config import DaemonConfig
+from multihome.daemon.exposition import Family
 from multihome.daemon.server import Daemon, DaemonError
 from multihome.engine.cache import AttachmentCache
 
@@ -319,6 +323,7 @@ async def test_metrics(node: NodeFactory) -> None:
         session.get(f"http://{n.daemon.metrics_address}/metrics") as r,
     ):
         text = await r.text()
+        assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     for line in (
         'multihome_cni_requests_total{command="ADD",outcome="success"} 1.0',
         'multihome_network_add_duration_seconds_count{network="cluster"} 1.0',
@@ -329,6 +334,7 @@ async def test_metrics(node: NodeFactory) -> None:
     ):
         assert line in text
     assert "process_resident_memory_bytes" in text
+    _parses_as_exported(text, n.daemon.metrics.registry.collect())
 
     await n.call("POST", "/shim/v1/cni", n.body("DEL"))
     await n.call("POST", "/shim/v1/cni", n.body("ADD", CNI_CONTAINERID="!"))
@@ -339,6 +345,29 @@ async def test_metrics(node: NodeFactory) -> None:
         text = await r.text()
     assert 'multihome_network_del_duration_seconds_count{network="cluster"} 1.0' in text
     assert 'multihome_cni_requests_total{command="ADD",outcome="4"} 1.0' in text
+
+
+#: Read anew by each collection: their values differ between two.
+_MOVING = {"process_resident_memory_bytes", "multihome_resident_memory_peak_bytes"}
+
+
+def _parses_as_exported(text: str, families: Iterable[Family]) -> None:
+    """prometheus-client's parser reads ``text`` as the families the registry holds."""
+    exported = {f.name: f for f in families}
+    parsed = {f.name: f for f in text_string_to_metric_families(text)}
+    assert parsed.keys() == exported.keys()
+    for name, family in parsed.items():
+        ours = exported[name]
+        assert family.type == ours.type, name
+        assert family.documentation == ours.help, name
+        samples = {
+            (f"{name}{suffix}", tuple(sorted((*zip(ours.labelnames, values, strict=True), *extra))))
+            for suffix, values, extra, _ in ours.samples
+        }
+        assert {(s.name, tuple(sorted(s.labels.items()))) for s in family.samples} == samples
+        if name not in _MOVING:
+            values = [float(v) for *_, v in ours.samples]
+            assert [s.value for s in family.samples] == values, name
 
 
 async def test_probes_answer_on_the_metrics_port(node: NodeFactory) -> None:
@@ -352,6 +381,27 @@ async def test_probes_answer_on_the_metrics_port(node: NodeFactory) -> None:
         async with session.get(f"http://{n.daemon.metrics_address}/readyz") as r:
             assert r.status == 500
             assert await r.text() == "shutting down\n"
+
+
+def test_a_log_file_gets_the_logs_and_only_it_loads_logging_handlers(tmp_path: Path) -> None:
+    # In a fresh interpreter: configure() replaces the root logger's handlers.
+    probe = (
+        "import json, logging, sys\n"
+        "from multihome.daemon import logs\n"
+        "from multihome.daemon.config import DaemonConfig\n"
+        "logs.configure(DaemonConfig.parse('{}', environ={}))\n"
+        "without = 'logging.handlers' in sys.modules\n"
+        "config = DaemonConfig.parse(json.dumps({'logFile': sys.argv[1]}), environ={})\n"
+        "logs.configure(config)\n"
+        "logging.getLogger('multihome.test').warning('to the file')\n"
+        "print(json.dumps(without))\n"
+    )
+    log_file = tmp_path / "daemon.log"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(log_file)], capture_output=True, text=True, check=True
+    )
+    assert json.loads(proc.stdout) is False
+    assert "to the file" in log_file.read_text()
 
 
 def test_json_logs_carry_the_request() -> None:
