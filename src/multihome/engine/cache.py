@@ -108,7 +108,9 @@ class CacheRecord:
                 **({"multusConfig": self.multus_config} if self.multus_config else {}),
                 **({"cniPath": self.cni_path} if self.cni_path else {}),
             },
-            indent=1,
+            # No indent: json's C encoder runs only without one (4-5x faster,
+            # twice per ADD on its path).  `jq . <record>` reads it.
+            separators=(",", ":"),
         )
 
     @classmethod

@@ -69,7 +69,7 @@ def path_of(cache_dir: str | os.PathLike[str], container_id: str) -> Path:
 
 def save(cache_dir: str | os.PathLike[str], pending: PendingStatus, *, sync: bool = True) -> None:
     Path(cache_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = json.dumps(asdict(pending), indent=1).encode()
+    data = json.dumps(asdict(pending), separators=(",", ":")).encode()  # the C encoder: no indent
     atomicfile.write(path_of(cache_dir, pending.container_id), data, mode=0o600, sync=sync)
 
 
