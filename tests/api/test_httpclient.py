@@ -29,6 +29,7 @@ from multihome.cluster.httpclient import HttpClient, HttpError, Origin
 from multihome.cluster.kubeclient import ApiUnreachable, KubeClient
 from multihome.testing.apiserver import ApiServerDouble
 from multihome.testing.tcpproxy import TcpProxy
+from multihome.testing.tls import self_signed
 
 TOKEN = "t0k3n-secret-1"
 PODS = "/api/v1/namespaces/default/pods"
@@ -392,18 +393,7 @@ async def test_an_ipv6_literal_server(api: ApiServerDouble):
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for the name api.cluster.test only (no IP), by openssl."""
     where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "tls.crt", where / "tls.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", "/CN=api.cluster.test",
-            "-addext", "subjectAltName=DNS:api.cluster.test",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(where, common_name="api.cluster.test", alt_names="DNS:api.cluster.test")
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from multihome.doctor.webhook import Validator, reload_certificates, serve, tls_context
 from multihome.testing.apiserver import ApiServerDouble
+from multihome.testing.tls import self_signed
 
 TOKEN = "w3bh00k"
 WAIT = 10.0
@@ -113,18 +114,9 @@ def review(
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made with the openssl CLI."""
     where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "tls.crt", where / "tls.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", "/CN=multihome-webhook",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(
+        where, common_name="multihome-webhook", alt_names="IP:127.0.0.1,DNS:localhost"
+    )
 
 
 @dataclass

@@ -11,23 +11,14 @@ import urllib.request
 from pathlib import Path
 
 from multihome.testing.apiserver import run_in_thread
+from multihome.testing.tls import self_signed
 
 WAIT = 30.0
 MULTICAST = '[{"name": "lan", "mac": "01:00:5e:00:00:01"}]'
 
 
 def make_certificate(where: Path) -> tuple[Path, Path]:
-    cert, key = where / "tls.crt", where / "tls.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", "/CN=multihome-webhook",
-            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(where, common_name="multihome-webhook", alt_names="IP:127.0.0.1")
 
 
 def next_log(proc: subprocess.Popen[str]) -> dict:
