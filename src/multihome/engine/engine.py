@@ -719,7 +719,36 @@ class Engine:
             if record is None:
                 return None
         record.netns = request.netns or record.netns
+        clearing: asyncio.Future[None] | None = None
+        if source is not None and record.pod_name:
+            # The PATCH runs while the delegates' DELs run (it was a third of a
+            # DEL's overhead after them), and DEL answers once both are done, so
+            # it never lands after a later ADD's status.  A failed DEL clears it
+            # too: the sandbox is going away, and the runtime retries the DEL.
+            clearing = asyncio.ensure_future(self._clear_status(source, record))
+        try:
+            await self._delete_attachments(record, config, request, cached=cached)
+        except BaseException as err:
+            if clearing is not None:
+                if isinstance(err, asyncio.CancelledError):
+                    clearing.cancel()
+                else:
+                    await clearing
+            raise
+        if clearing is not None:
+            await clearing
+        return cached
+
+    async def _delete_attachments(
+        self,
+        record: CacheRecord,
+        config: MultusConfig,
+        request: Request,
+        *,
+        cached: CacheRecord | None,
+    ) -> None:
         failed = await self._delete_record(record, config, cni_path=request.path, keep_failed=True)
+        cache = self._cache(config)
         if failed:
             # A record made up from the configuration is never saved: the
             # retry makes it up again, and a DEL must not create state.
@@ -732,19 +761,7 @@ class Engine:
                 f"pod {record.pod}: failed to delete network {first.network!r} ({first.ifname})",
                 "the runtime retries DEL; what failed stays cached until a DEL succeeds",
             )
-        if source is None or not record.pod_name:
-            await asyncio.to_thread(cache.remove, request.container_id)
-            return cached
-        # The networks are gone: clearing the status and removing the record
-        # (a directory fsync) overlap.
-        clearing = asyncio.ensure_future(self._clear_status(source, record))
-        try:
-            await asyncio.to_thread(cache.remove, request.container_id)
-        except BaseException:
-            clearing.cancel()
-            raise
-        await clearing
-        return cached
+        await asyncio.to_thread(cache.remove, request.container_id)
 
     async def _clear_status(self, source: Source, record: CacheRecord) -> None:
         # Only the incarnation this sandbox belonged to: a pod recreated

@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from multihome.cluster.source import EventType, Object
-from multihome.cni.fakeexec import FakeExec
+from multihome.cni.errors import CNIError, Code
+from multihome.cni.fakeexec import Call, FakeExec
 from multihome.cni.request import Request
 from multihome.engine import statuswrites
 from multihome.engine.engine import Engine
@@ -118,5 +121,57 @@ def test_a_status_write_after_the_del_writes_nothing(tmp_path: Path) -> None:
         source.open.set()
         assert await engine.write_pending_one(cache_dir, "c1")
         assert source.writes == [None]  # only the DEL's clearing, never the late status
+
+    asyncio.run(scenario())
+
+
+def _del_plugin(tmp_path: Path, behaviour: Any) -> tuple[Engine, Gated, dict[str, Any], Path]:
+    engine, source, config, cache_dir = _setup(tmp_path)
+    engine.executor = FakeExec({"cluster-plugin": behaviour})
+    return engine, source, config, cache_dir
+
+
+def test_a_del_clears_the_status_while_its_plugins_run(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        held, release = asyncio.Event(), asyncio.Event()
+
+        async def plugin(call: Call) -> Any:
+            if call.command == "DEL":
+                held.set()
+                await release.wait()
+                return None
+            return {"cniVersion": "1.0.0"}
+
+        engine, source, config, cache_dir = _del_plugin(tmp_path, plugin)
+        await _run(engine, "ADD", config)
+        delete = asyncio.create_task(_run(engine, "DEL", config))
+        await held.wait()
+        for _ in range(20):  # the PATCH needs a few turns of the loop, not time
+            if source.writes:
+                break
+            await asyncio.sleep(0)
+        assert source.writes == [None]  # cleared while the plugin's DEL still runs
+        assert not delete.done()  # and the DEL answers only after its plugins
+        release.set()
+        await delete
+        assert list(cache_dir.glob("c1*")) == []
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_del_still_clears_the_status_and_keeps_the_record(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        def plugin(call: Call) -> Any:
+            if call.command == "DEL":
+                raise CNIError(Code.IO_FAILURE, "cannot delete")
+            return {"cniVersion": "1.0.0"}
+
+        engine, source, config, cache_dir = _del_plugin(tmp_path, plugin)
+        await _run(engine, "ADD", config)
+        with pytest.raises(CNIError) as failed:
+            await _run(engine, "DEL", config)
+        assert failed.value.code == Code.TRY_AGAIN_LATER
+        assert source.writes == [None]  # the sandbox is going away, whatever the plugins do
+        assert [p.name for p in cache_dir.glob("c1*")] == ["c1.json"]  # what failed stays
 
     asyncio.run(scenario())
