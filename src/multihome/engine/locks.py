@@ -23,8 +23,11 @@ and counts every container whose lock is held as valid.  So from the
 moment GC holds the node lock the set of commands in flight is fixed and
 known, and a new one waits until GC is done.
 
-Waiting polls a non-blocking ``flock`` (after 1 ms, doubling up to 50 ms): a blocking
-one in a thread could not be cancelled when a request misses its deadline.
+Commands of one process (the daemon's requests and its status writer) queue
+on an asyncio lock per container first, so a waiter wakes the moment the
+holder is done.  Waiting for another process polls a non-blocking ``flock``
+(after 1 ms, doubling up to 50 ms): a blocking one in a thread could not be
+cancelled when a request misses its deadline.
 """
 
 from __future__ import annotations
@@ -72,6 +75,59 @@ async def container_lock(
     directory = Path(cache_dir)
     path = lock_path(directory, container_id)
     deadline = None if timeout is None else time.monotonic() + timeout
+    async with (
+        _in_process(path, deadline),
+        _on_disk(directory, path, container_id, deadline, best_effort),
+    ):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _in_process(path: Path, deadline: float | None) -> AsyncIterator[None]:
+    """The same container's commands in this process queue on an asyncio lock first.
+
+    A waiter wakes the moment the holder is done, where polling the flock
+    would find it free only at its next try (a DEL right after its ADD,
+    behind the status writer's PATCH, lost up to the poll's doubling delay).
+    """
+    key = str(path)
+    entry = _LOCAL.setdefault(key, _Local())
+    lock = entry.lock
+    entry.users += 1
+    try:
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        try:
+            await asyncio.wait_for(lock.acquire(), remaining)
+        except TimeoutError:
+            raise LockTimeout(f"{path} is held by another command for this container") from None
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        entry.users -= 1
+        if entry.users == 0:
+            del _LOCAL[key]
+
+
+class _Local:
+    """A lock file's in-process lock, and how many commands hold or wait for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+#: Per lock file.  One event loop per process: the daemon's, or a thin call's own.
+_LOCAL: dict[str, _Local] = {}
+
+
+@contextlib.asynccontextmanager
+async def _on_disk(
+    directory: Path, path: Path, container_id: str, deadline: float | None, best_effort: bool
+) -> AsyncIterator[None]:
     fd: int | None = None
     try:
         # Not in a thread: two syscalls, and thin mode would start a pool for them.

@@ -45,6 +45,37 @@ async def test_a_lock_that_stays_taken_times_out(tmp_path: Path) -> None:
                 pass
 
 
+async def test_a_waiter_in_the_same_process_gets_the_lock_when_it_is_released(
+    tmp_path: Path,
+) -> None:
+    # Polling the lock file would find it free only after its next sleep (1 ms
+    # and more); the in-process queue hands it over within a few loop turns.
+    holding, release = asyncio.Event(), asyncio.Event()
+    got: list[str] = []
+
+    async def holder() -> None:
+        async with locks.container_lock(tmp_path, "c1"):
+            holding.set()
+            await release.wait()
+
+    async def waiter() -> None:
+        await holding.wait()
+        async with locks.container_lock(tmp_path, "c1"):
+            got.append("waiter")
+
+    first = asyncio.create_task(holder())
+    second = asyncio.create_task(waiter())
+    await holding.wait()
+    for _ in range(5):
+        await asyncio.sleep(0)  # the waiter is queued now
+    release.set()
+    for _ in range(10):
+        await asyncio.sleep(0)  # turns of the loop, no time
+    assert got == ["waiter"]
+    await asyncio.gather(first, second)
+    assert locks._LOCAL == {}  # nothing kept once nobody holds or waits
+
+
 async def test_gc_sees_the_containers_in_flight_and_tidies_stale_files(tmp_path: Path) -> None:
     locks.lock_path(tmp_path, "crashed").touch()  # left by a process that died
     async with locks.container_lock(tmp_path, "busy"), locks.gc_lock(tmp_path) as in_flight:
