@@ -95,11 +95,16 @@ async def _in_process(path: Path, deadline: float | None) -> AsyncIterator[None]
     lock = entry.lock
     entry.users += 1
     try:
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        try:
-            await asyncio.wait_for(lock.acquire(), remaining)
-        except TimeoutError:
-            raise LockTimeout(f"{path} is held by another command for this container") from None
+        if deadline is None:
+            await lock.acquire()
+        else:
+            # At least a moment: wait_for gives up on a zero timeout before the
+            # acquire has even run, a free lock included (a "try": timeout 0).
+            remaining = max(deadline - time.monotonic(), 0.001)
+            try:
+                await asyncio.wait_for(lock.acquire(), remaining)
+            except TimeoutError:
+                raise LockTimeout(f"{path} is held by another command for this container") from None
         try:
             yield
         finally:

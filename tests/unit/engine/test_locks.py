@@ -90,3 +90,12 @@ async def test_a_cache_dir_that_is_a_file_is_a_cni_error(tmp_path: Path) -> None
             pass
     assert error.value.code == 5
     assert str(tmp_path / "cache") in error.value.msg
+
+
+async def test_a_try_takes_a_free_lock_and_refuses_a_held_one(tmp_path: Path) -> None:
+    async with locks.container_lock(tmp_path, "c1", timeout=0):
+        with pytest.raises(locks.LockTimeout):
+            async with locks.container_lock(tmp_path, "c1", timeout=0):
+                pass
+    async with locks.container_lock(tmp_path, "c1", timeout=0):
+        pass
