@@ -727,7 +727,7 @@ class Engine:
             # too: the sandbox is going away, and the runtime retries the DEL.
             clearing = asyncio.ensure_future(self._clear_status(source, record))
         try:
-            await self._delete_attachments(record, config, request, cached=cached)
+            await self._delete_attachments(record, config, request, cache=cache, cached=cached)
         except BaseException as err:
             if clearing is not None:
                 if isinstance(err, asyncio.CancelledError):
@@ -745,10 +745,10 @@ class Engine:
         config: MultusConfig,
         request: Request,
         *,
+        cache: AttachmentCache,
         cached: CacheRecord | None,
     ) -> None:
         failed = await self._delete_record(record, config, cni_path=request.path, keep_failed=True)
-        cache = self._cache(config)
         if failed:
             # A record made up from the configuration is never saved: the
             # retry makes it up again, and a DEL must not create state.

@@ -18,6 +18,7 @@ from multihome.cni.fakeexec import Call, FakeExec
 from multihome.cni.request import Request
 from multihome.doctor.webhook import Validator
 from multihome.engine.engine import Engine
+from multihome.testing import fakeconfig
 
 IOT = Path(__file__).resolve().parents[2] / "fixtures" / "lint" / "iot" / "iot-vlan.yaml"
 BAD_NAD = {
@@ -43,19 +44,9 @@ def pod(networks: str, name: str = "web") -> dict[str, Any]:
 
 
 def multus_config(tmp_path: Path, manifests: Path) -> dict[str, Any]:
-    (tmp_path / "cluster.conf").write_text(
-        json.dumps({"cniVersion": "1.0.0", "name": "cluster", "type": "cluster-plugin"})
+    return fakeconfig.multus_config(
+        tmp_path, binDir="/opt/cni/bin", manifestDir=str(manifests), parallelDelegates=True
     )
-    return {
-        "cniVersion": "1.0.0",
-        "name": "multihome",
-        "type": "multihome-cni",
-        "clusterNetwork": str(tmp_path / "cluster.conf"),
-        "cniDir": str(tmp_path / "cni"),
-        "binDir": "/opt/cni/bin",
-        "manifestDir": str(manifests),
-        "parallelDelegates": True,
-    }
 
 
 def add_request(config: dict[str, Any], name: str = "web") -> Request:

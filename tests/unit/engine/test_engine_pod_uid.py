@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from multihome.cluster.source import EventType, Object
 from multihome.cni.fakeexec import FakeExec
 from multihome.cni.request import Request
 from multihome.engine.engine import Engine
+from multihome.testing.fakeconfig import multus_config, request
 
 
 class Recording:
@@ -35,31 +35,16 @@ class Recording:
         pass
 
 
+# A static pod: the kubelet's UID is its config hash, not the mirror's UID.
+STATIC_POD_ARGS = "K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=etcd-n1;K8S_POD_UID=hash1"
+
+
 def _request(command: str, config: dict[str, Any]) -> Request:
-    env = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": "c1",
-        "CNI_NETNS": "/run/netns/none",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": "/opt/cni/bin",
-        # A static pod: the kubelet's UID is its config hash, not the mirror's UID.
-        "CNI_ARGS": "K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=etcd-n1;K8S_POD_UID=hash1",
-    }
-    return Request.from_env(env, json.dumps(config).encode())
+    return request(command, config, args=STATIC_POD_ARGS)
 
 
 def test_a_static_pods_status_is_cleared_on_its_mirror(tmp_path: Path) -> None:
-    (tmp_path / "cluster.conf").write_text(
-        json.dumps({"cniVersion": "1.0.0", "name": "cluster", "type": "cluster-plugin"})
-    )
-    config = {
-        "cniVersion": "1.0.0",
-        "name": "multihome",
-        "type": "multihome-cni",
-        "clusterNetwork": str(tmp_path / "cluster.conf"),
-        "cniDir": str(tmp_path / "cni"),
-        "binDir": "/nowhere",
-    }
+    config = multus_config(tmp_path)
     mirror = {
         "metadata": {
             "name": "etcd-n1",

@@ -14,14 +14,12 @@ from multihome.cni.fakeexec import Call, FakeExec
 from multihome.cni.request import Request
 from multihome.engine.cache import AttachmentCache
 from multihome.engine.engine import Engine
+from multihome.testing.fakeconfig import multus_config, request
 
 
 def _world(tmp_path: Path, networks: str, *, parallel: bool = False) -> dict[str, Any]:
     manifests = tmp_path / "manifests"
     manifests.mkdir()
-    (tmp_path / "cluster.conf").write_text(
-        json.dumps({"cniVersion": "1.0.0", "name": "cluster", "type": "cluster-plugin"})
-    )
     pod = {
         "kind": "Pod",
         "metadata": {
@@ -39,28 +37,7 @@ def _world(tmp_path: Path, networks: str, *, parallel: bool = False) -> dict[str
             "spec": {"config": json.dumps({"cniVersion": "1.0.0", "type": f"plugin-{name}"})},
         }
         (manifests / f"nad-{name}.json").write_text(json.dumps(nad))
-    return {
-        "cniVersion": "1.0.0",
-        "name": "multihome",
-        "type": "multihome-cni",
-        "clusterNetwork": str(tmp_path / "cluster.conf"),
-        "cniDir": str(tmp_path / "cni"),
-        "binDir": "/nowhere",
-        "manifestDir": str(manifests),
-        "parallelDelegates": parallel,
-    }
-
-
-def _request(command: str, config: dict[str, Any], netns: str = "/run/netns/none") -> Request:
-    env = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": "c1",
-        "CNI_NETNS": netns,
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": "/opt/cni/bin",
-        "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_UID=u1",
-    }
-    return Request.from_env(env, json.dumps(config).encode())
+    return multus_config(tmp_path, manifestDir=str(manifests), parallelDelegates=parallel)
 
 
 def _added(call: Call) -> dict[str, Any] | None:
@@ -88,7 +65,7 @@ def test_rollback_deletes_started_delegates_in_reverse_order(tmp_path: Path) -> 
     engine = Engine(executor=fake)
 
     with pytest.raises(CNIError) as err:
-        asyncio.run(engine.handle(_request("ADD", config)))
+        asyncio.run(engine.handle(request("ADD", config)))
 
     assert err.value.code == 7
     assert "default/b" in err.value.msg and "net2" in err.value.msg
@@ -125,7 +102,7 @@ def test_parallel_delegates_respect_the_bound(tmp_path: Path) -> None:
         fake.register(f"plugin-{name}", slow)
 
     async def add() -> None:
-        await Engine(executor=fake).add(_request("ADD", config), _config(config))
+        await Engine(executor=fake).add(request("ADD", config), _config(config))
 
     asyncio.run(add())
     assert peak == 2
@@ -149,10 +126,10 @@ def test_del_keeps_what_a_retry_can_fix_and_drops_the_rest(tmp_path: Path) -> No
     fake.register("plugin-a", flaky)
     fake.register("plugin-b", None)
     engine = Engine(executor=fake)
-    asyncio.run(engine.handle(_request("ADD", config)))
+    asyncio.run(engine.handle(request("ADD", config)))
 
     with pytest.raises(CNIError) as err:
-        asyncio.run(engine.handle(_request("DEL", config)))
+        asyncio.run(engine.handle(request("DEL", config)))
     assert err.value.code == Code.TRY_AGAIN_LATER
     cache = AttachmentCache(tmp_path / "cni" / "multihome")
     record = cache.load("c1")
@@ -160,7 +137,7 @@ def test_del_keeps_what_a_retry_can_fix_and_drops_the_rest(tmp_path: Path) -> No
     assert [a.network for a in record.attachments] == ["default/a"]
 
     fake.register("plugin-a", None)  # the datastore is back
-    asyncio.run(engine.handle(_request("DEL", config)))
+    asyncio.run(engine.handle(request("DEL", config)))
     assert cache.container_ids() == []
 
 
@@ -175,8 +152,8 @@ def test_del_drops_errors_a_retry_cannot_fix(tmp_path: Path) -> None:
 
     fake.register("plugin-a", broken)
     engine = Engine(executor=fake)
-    asyncio.run(engine.handle(_request("ADD", config)))
-    asyncio.run(engine.handle(_request("DEL", config)))
+    asyncio.run(engine.handle(request("ADD", config)))
+    asyncio.run(engine.handle(request("DEL", config)))
     assert AttachmentCache(tmp_path / "cni" / "multihome").container_ids() == []
 
 
@@ -185,7 +162,7 @@ def test_add_for_a_pod_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "manifests" / "pod.json").unlink()
     fake = FakeExec({"cluster-plugin": None})
     with pytest.raises(CNIError) as err:
-        asyncio.run(Engine(executor=fake).handle(_request("ADD", config)))
+        asyncio.run(Engine(executor=fake).handle(request("ADD", config)))
     assert err.value.code == Code.CONTAINER_UNKNOWN
     assert "default/web" in err.value.msg
     assert fake.commands() == []
@@ -212,10 +189,10 @@ def test_an_add_left_by_a_crash_is_undone_before_the_retry(tmp_path: Path) -> No
     config = _world(tmp_path, "a")
     fake = FakeExec({"cluster-plugin": None, "plugin-a": None})
     engine = Engine(executor=fake)
-    asyncio.run(engine.handle(_request("ADD", config)))
+    asyncio.run(engine.handle(request("ADD", config)))
     fake.calls.clear()
 
-    asyncio.run(engine.handle(_request("ADD", config)))
+    asyncio.run(engine.handle(request("ADD", config)))
 
     assert fake.commands() == [
         ("plugin-a", "DEL"),
@@ -232,7 +209,7 @@ def test_added_interface_events_per_add_or_per_interface(
     config = _world(tmp_path, "a,b")
     fake = FakeExec({"cluster-plugin": _added, "plugin-a": _added, "plugin-b": _added})
     engine = Engine(executor=fake, event_per_interface=per_interface)
-    asyncio.run(engine.handle(_request("ADD", config)))
+    asyncio.run(engine.handle(request("ADD", config)))
     lines = (tmp_path / "manifests" / "events.jsonl").read_text().splitlines()
     messages = [json.loads(line)["message"] for line in lines]
     assert len(messages) == expected
@@ -258,7 +235,7 @@ def test_a_plugin_that_hangs_on_version_is_run_anyway(
             return await fake.run(path, stdin=stdin, env=env)
 
     caplog.set_level("INFO", logger="multihome.engine.engine")
-    asyncio.run(Engine(executor=HangsOnVersion()).handle(_request("ADD", config)))
+    asyncio.run(Engine(executor=HangsOnVersion()).handle(request("ADD", config)))
 
     assert ("plugin-a", "ADD") in fake.commands()
     assert "'plugin-a' of network 'default/a' did not answer VERSION" in caplog.text

@@ -12,10 +12,10 @@ import pytest
 from multihome.cluster.source import EventType, Object
 from multihome.cni.errors import CNIError, Code
 from multihome.cni.fakeexec import Call, FakeExec
-from multihome.cni.request import Request
 from multihome.engine import statuswrites
 from multihome.engine.engine import Engine
 from multihome.networks.config import MultusConfig
+from multihome.testing.fakeconfig import multus_config, request
 
 POD: Object = {"metadata": {"name": "web", "namespace": "default", "uid": "u1"}}
 
@@ -45,30 +45,8 @@ class Gated:
         self.events.append(reason)
 
 
-def _request(command: str, config: dict[str, Any]) -> Request:
-    env = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": "c1",
-        "CNI_NETNS": "/run/netns/none",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": "/opt/cni/bin",
-        "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_UID=u1",
-    }
-    return Request.from_env(env, json.dumps(config).encode())
-
-
 def _setup(tmp_path: Path) -> tuple[Engine, Gated, dict[str, Any], Path]:
-    (tmp_path / "cluster.conf").write_text(
-        json.dumps({"cniVersion": "1.0.0", "name": "cluster", "type": "cluster-plugin"})
-    )
-    config = {
-        "cniVersion": "1.0.0",
-        "name": "multihome",
-        "type": "multihome-cni",
-        "clusterNetwork": str(tmp_path / "cluster.conf"),
-        "cniDir": str(tmp_path / "cni"),
-        "binDir": "/nowhere",
-    }
+    config = multus_config(tmp_path)
     source = Gated()
     engine = Engine(
         source=source, executor=FakeExec({"cluster-plugin": None}), status_in_background=True
@@ -77,7 +55,7 @@ def _setup(tmp_path: Path) -> tuple[Engine, Gated, dict[str, Any], Path]:
 
 
 async def _run(engine: Engine, command: str, config: dict[str, Any]) -> None:
-    await engine.run(_request(command, config), MultusConfig.parse(json.dumps(config).encode()))
+    await engine.run(request(command, config), MultusConfig.parse(json.dumps(config).encode()))
 
 
 def test_the_add_answers_without_waiting_for_the_api(tmp_path: Path) -> None:
