@@ -17,13 +17,23 @@ import stat
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def write(path: str | os.PathLike[str], data: bytes, *, mode: int, sync: bool = True) -> None:
+def write(
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    mode: int,
+    sync: bool = True,
+    replacing: bool = False,
+) -> None:
     """Make ``path`` hold ``data`` with permission bits ``mode``, atomically.
 
     ``sync=False``: atomic for every reader and across a crash of the
     writing process, not across a crash of the machine (no fsync).
-    Raises `OSError`; after a failure the old file is intact and no
-    temporary file is left behind.
+    ``replacing=True``: ``path`` exists and an earlier `write` made its
+    name durable; the data is synced but not the directory, so after a
+    crash of the machine ``path`` holds the old data or the new, each
+    complete (one fsync less).  Raises `OSError`; after a failure the old
+    file is intact and no temporary file is left behind.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -41,7 +51,7 @@ def write(path: str | os.PathLike[str], data: bytes, *, mode: int, sync: bool = 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    if sync:
+    if sync and not replacing:
         sync_directory(directory)
 
 

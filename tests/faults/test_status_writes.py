@@ -94,11 +94,11 @@ def test_a_final_cache_save_that_fails_rolls_the_add_back(
     save = AttachmentCache.save
     saves: list[int] = []
 
-    def full_after_the_first(cache: AttachmentCache, record: Any) -> None:
+    def full_after_the_first(cache: AttachmentCache, record: Any, **kw: Any) -> None:
         saves.append(1)
         if len(saves) > 1:  # the plan fits; the record with the results does not
             raise OSError(errno.ENOSPC, "No space left on device")
-        save(cache, record)
+        save(cache, record, **kw)
 
     monkeypatch.setattr(AttachmentCache, "save", full_after_the_first)
 

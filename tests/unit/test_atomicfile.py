@@ -45,3 +45,20 @@ def test_a_temporary_name_taken_is_skipped_never_reused(
     assert taken.read_text() == "someone else's"
     assert (tmp_path / "f").read_bytes() == b"data"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".f.00000000.tmp", "f"]
+
+
+@pytest.mark.parametrize(("replacing", "dir_syncs"), [(False, 1), (True, 0)])
+def test_a_replacing_write_syncs_the_data_but_not_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replacing: bool, dir_syncs: int
+) -> None:
+    target = tmp_path / "record"
+    target.write_bytes(b"old")
+    synced: list[int] = []
+    directories: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(atomicfile.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    monkeypatch.setattr(atomicfile, "sync_directory", directories.append)
+    atomicfile.write(target, b"new", mode=0o600, replacing=replacing)
+    assert target.read_bytes() == b"new"
+    assert len(synced) == 1  # the data, before the rename
+    assert directories == [str(tmp_path)] * dir_syncs

@@ -12,6 +12,7 @@ touches and copies the other members' bytes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 from . import version as versions
 from .errors import CNIError, Code
 
-_WHITESPACE = " \t\n\r"
+#: JSON's whitespace (RFC 8259), as json.decoder skips it.
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 def _reject_constant(name: str) -> Any:
@@ -30,9 +32,8 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _skip(text: str, i: int) -> int:
-    while i < len(text) and text[i] in _WHITESPACE:
-        i += 1
-    return i
+    found = _WHITESPACE.match(text, i)
+    return found.end() if found else i
 
 
 def _expect(text: str, i: int, char: str) -> None:
@@ -44,14 +45,15 @@ def _expect(text: str, i: int, char: str) -> None:
 _Span = tuple[int, int, int, int]
 
 
-def _scan_object(text: str, start: int) -> tuple[dict[str, _Span], int]:
-    """Spans ``(key_start, key_end, value_start, value_end)`` of each member, and the end."""
+def _scan_object(text: str, start: int) -> tuple[dict[str, _Span], dict[str, Any], int]:
+    """Spans ``(key_start, key_end, value_start, value_end)`` and values of each member, the end."""
     members: dict[str, _Span] = {}
+    values: dict[str, Any] = {}
     i = _skip(text, start)
     _expect(text, i, "{")
     i = _skip(text, i + 1)
     if i < len(text) and text[i] == "}":
-        return members, i + 1
+        return members, values, i + 1
     while True:
         _expect(text, i, '"')
         key_start = i
@@ -60,18 +62,20 @@ def _scan_object(text: str, start: int) -> tuple[dict[str, _Span], int]:
         _expect(text, i, ":")
         value_start = _skip(text, i + 1)
         try:
-            _, value_end = _decoder.raw_decode(text, value_start)
+            value, value_end = _decoder.raw_decode(text, value_start)
         except json.JSONDecodeError as err:
             raise ValueError(f"{err.msg} at offset {err.pos}") from err
         # Later duplicates win, as in every JSON decoder the plugins use.
         members.pop(key, None)
         members[key] = (key_start, key_end, value_start, value_end)
+        values.pop(key, None)
+        values[key] = value
         i = _skip(text, value_end)
         if i < len(text) and text[i] == ",":
             i = _skip(text, i + 1)
             continue
         _expect(text, i, "}")
-        return members, i + 1
+        return members, values, i + 1
 
 
 def _scan_array(text: str, start: int) -> list[tuple[int, int]]:
@@ -115,10 +119,9 @@ class RawObject:
     def parse(cls, data: str | bytes) -> RawObject:
         """Parse a JSON object; `ValueError` says what is wrong and where."""
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-        spans, end = _scan_object(text, 0)
+        spans, values, end = _scan_object(text, 0)
         if _skip(text, end) != len(text):
             raise ValueError(f"unexpected data after the JSON object at offset {end}")
-        values = {k: json.loads(text[v0:v1]) for k, (_, _, v0, v1) in spans.items()}
         return cls(text, spans, values)
 
     @classmethod

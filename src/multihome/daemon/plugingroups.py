@@ -40,17 +40,32 @@ class PluginGroups:
         self.directory = Path(directory)
 
     def started(self, pgid: int, *, deadline: float, container_id: str) -> None:
+        data = json.dumps({"pgid": pgid, "containerId": container_id, "deadline": deadline})
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            data = {"pgid": pgid, "containerId": container_id, "deadline": deadline}
-            (self.directory / str(pgid)).write_text(json.dumps(data))
+            try:
+                self._write(pgid, data.encode())
+            except FileNotFoundError:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._write(pgid, data.encode())
         except OSError as err:
             # Bookkeeping for a crash: it never fails the plugin call itself.
             log.warning("cannot record plugin group %d in %s: %s", pgid, self.directory, err)
 
+    def _write(self, pgid: int, data: bytes) -> None:
+        # Plain syscalls: this runs on the event loop for every plugin exec.
+        fd = os.open(
+            os.path.join(self.directory, str(pgid)),
+            os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+        )
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
     def ended(self, pgid: int) -> None:
         with contextlib.suppress(OSError):
-            (self.directory / str(pgid)).unlink()
+            os.unlink(os.path.join(self.directory, str(pgid)))
 
     def kill_leftovers(self) -> int:
         """Kill the groups an earlier daemon recorded; how many processes were killed."""

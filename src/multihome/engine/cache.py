@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,12 +63,22 @@ class CachedAttachment:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["cniArgs"] = [list(pair) for pair in out.pop("cni_args")]
-        out["capabilityArgs"] = out.pop("capability_args")
-        for key in ("wish", "origin"):
-            if not out[key]:
-                del out[key]  # records of networks the annotation did not name stay as they were
+        """The entry in the record's JSON; values not copied (asdict deep-copied each result)."""
+        out: dict[str, Any] = {
+            "network": self.network,
+            "ifname": self.ifname,
+            "config": self.config,
+            "primary": self.primary,
+            "state": self.state,
+            "result": self.result,
+        }
+        # Records of networks the annotation did not name stay as they were.
+        if self.wish:
+            out["wish"] = self.wish
+        if self.origin:
+            out["origin"] = self.origin
+        out["cniArgs"] = [list(pair) for pair in self.cni_args]
+        out["capabilityArgs"] = self.capability_args
         return out
 
 
@@ -210,12 +220,18 @@ class AttachmentCache:
             return None
         return record
 
-    def save(self, record: CacheRecord) -> None:
-        """Write the record atomically; a `CNIError` (code 5) naming the path if it fails."""
+    def save(self, record: CacheRecord, *, replacing: bool = False) -> None:
+        """Write the record atomically; a `CNIError` (code 5) naming the path if it fails.
+
+        ``replacing``: this command saved the record before (`atomicfile.write`'s
+        ``replacing``).  After a crash of the machine the record is then the
+        earlier one or this one: the earlier one names every attachment too,
+        and DEL runs every attachment of a record it loads.
+        """
         path = self._path(record.container_id)
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            atomicfile.write(path, record.to_json().encode(), mode=0o600)
+            atomicfile.write(path, record.to_json().encode(), mode=0o600, replacing=replacing)
         except OSError as err:
             raise _io_error("cannot write the attachment record", path, err) from err
 

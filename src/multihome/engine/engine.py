@@ -279,7 +279,7 @@ class Engine:
                 )
             # What DEL needs is part of the attachment: a record that cannot be
             # saved (disk full) undoes the ADD.
-            await asyncio.to_thread(cache.save, record)
+            await asyncio.to_thread(cache.save, record, replacing=True)
         except BaseException as err:
             failed = await self._delete_record(
                 record, config, cni_path=request.path, started_only=True, keep_failed=True
@@ -288,7 +288,7 @@ class Engine:
                 # Not undone (a plugin that hangs, a shutdown that killed it): the
                 # record stays, so the retried ADD or the DEL finishes the job.
                 record.attachments = failed
-                await asyncio.to_thread(cache.save, record)
+                await asyncio.to_thread(cache.save, record, replacing=True)
             else:
                 await asyncio.to_thread(cache.remove, request.container_id)
             if isinstance(err, CNIError) and source is not None and pod is not None:

@@ -71,3 +71,25 @@ def test_remove_is_idempotent(tmp_path: Path) -> None:
 def test_container_ids_cannot_escape_the_directory(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError, match="invalid container ID"):
         AttachmentCache(tmp_path).load(bad)
+
+
+def test_to_dict_is_the_record_entry_without_copying() -> None:
+    result = {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]}
+    attachment = CachedAttachment(
+        network="default/lan",
+        ifname="net1",
+        config='{"cniVersion":"1.0.0","name":"lan","plugins":[{"type":"macvlan"}]}',
+        cni_args=[("IgnoreUnknown", "true")],
+        capability_args={"mac": "aa:bb:cc:dd:ee:ff"},
+        state="added",
+        result=result,
+    )
+    out = attachment.to_dict()
+    assert list(out) == [
+        "network", "ifname", "config", "primary", "state", "result", "cniArgs", "capabilityArgs"
+    ]  # fmt: skip
+    assert out["cniArgs"] == [["IgnoreUnknown", "true"]]
+    assert out["result"] is result
+    assert CachedAttachment.from_dict(out) == attachment
+    hot = CachedAttachment.from_dict({**out, "wish": "lan@net1", "origin": "hotplug"}).to_dict()
+    assert (hot["wish"], hot["origin"]) == ("lan@net1", "hotplug")
