@@ -19,6 +19,7 @@ once instead of being re-applied by every request (§5.8).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -49,6 +50,11 @@ _NOT_OVERRIDDEN = frozenset(
     k.casefold()
     for k in ("cniVersion", "logLevel", "logFile", "logToStderr", "logOptions", "logJSON")
 )
+
+
+#: Per-request overrides kept: a node's runtime sends the same configuration for
+#: every pod, apart from a cluster network's runtimeConfig (port mappings, bandwidth).
+_OVERRIDES_KEPT = 64
 
 
 #: DaemonConfig's fields read straight from one key (the rest are derived in `parse`).
@@ -251,7 +257,22 @@ class DaemonConfig:
         Only the keys the file names change; every other byte of ``stdin``
         stays as it was.  A ``stdin`` that is not a JSON object is returned
         unchanged, so that the engine reports it as the runtime sent it.
+        The answer is kept for the next request with the same bytes.
         """
+        memo = self._overrides
+        found = memo.get(stdin)
+        if found is None:
+            found = self._override(stdin)
+            if len(memo) >= _OVERRIDES_KEPT:
+                memo.clear()
+            memo[stdin] = found
+        return found
+
+    @functools.cached_property
+    def _overrides(self) -> dict[bytes, bytes]:
+        return {}
+
+    def _override(self, stdin: bytes) -> bytes:
         updates = {
             key: RawJSON(self.raw.member_text(key))
             for key in self.raw

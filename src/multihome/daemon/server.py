@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -363,7 +364,7 @@ class Daemon:
     async def _execute(self, request: Request) -> str:
         if request.command == "VERSION":
             return version_text()
-        config = MultusConfig.parse(request.stdin)
+        config = _multus_config(request.stdin)
         for notice in config.notices:
             log.info("%s", notice)
         cache_dir = os.path.join(config.cni_dir, "multihome")
@@ -450,3 +451,12 @@ async def serve(config: DaemonConfig, *, allow_non_root: bool = False) -> int:
     await stopping.wait()
     await daemon.stop()
     return 0
+
+
+@functools.lru_cache(maxsize=64)
+def _multus_config(stdin: bytes) -> MultusConfig:
+    """`MultusConfig.parse`, kept: the runtime sends the same bytes for most pods.
+
+    (A `CNIError` is raised again on every request; only a configuration is kept.)
+    """
+    return MultusConfig.parse(stdin)

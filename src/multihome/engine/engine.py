@@ -573,8 +573,9 @@ class Engine:
         )
         if self.status_in_background:
             # Not synced: it lives as long as the sandbox does, and a node
-            # that crashes takes the sandbox with it.
-            await asyncio.to_thread(statuswrites.save, cache.directory, pending, sync=False)
+            # that crashes takes the sandbox with it.  So it is a write to the
+            # page cache: inline, where a thread hop costs more than the write.
+            statuswrites.save(cache.directory, pending, sync=False)
             return
         try:
             async with asyncio.timeout(self.status_budget):

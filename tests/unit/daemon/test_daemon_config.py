@@ -146,6 +146,18 @@ def test_the_override_keeps_every_other_byte() -> None:
     )
 
 
+def test_an_override_is_kept_per_request_bytes_and_bounded() -> None:
+    config = parse({"binDir": "/b"})
+    first = config.override(STDIN)
+    assert config.override(STDIN) is first  # the same bytes: not parsed again
+    others = [STDIN.replace(b"debug", f"d{i}".encode()) for i in range(200)]
+    for other in others:
+        assert json.loads(config.override(other))["binDir"] == "/b"
+    assert len(config._overrides) <= 64
+    assert json.loads(config.override(others[0]))["logLevel"] == "d0"
+    assert parse({"binDir": "/c"}).override(STDIN) != first  # per configuration
+
+
 def test_cni_version_and_log_keys_are_not_overridden() -> None:
     config = parse({"cniVersion": "1.0.0", "logLevel": "error", "LOGFILE": "/x"})
     assert config.override(STDIN) == STDIN
