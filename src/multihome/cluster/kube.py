@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import sys
 import time
@@ -29,6 +30,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from multihome import afteranswer
 from multihome.cni.errors import CNIError, Code
 from multihome.networks import deviceinfo
 
@@ -543,8 +545,13 @@ class KubeSource:
                     raise
 
     async def emit_event(self, pod: Object, *, type: EventType, reason: str, message: str) -> None:
-        """Queue the event; a background task sends it (never on the caller's path)."""
-        self.recorder.record(pod, type=type, reason=reason, message=message)
+        """Queue the event; a background task sends it (never on the caller's path).
+
+        In the daemon it is queued once the request is answered (`multihome.afteranswer`).
+        """
+        afteranswer.defer(
+            functools.partial(self.recorder.record, pod, type=type, reason=reason, message=message)
+        )
 
 
 def _api_failure(what: str, err: KubeApiError | ApiUnreachable) -> CNIError:

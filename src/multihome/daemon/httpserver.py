@@ -148,6 +148,8 @@ class Response:
     body: bytes = b""
     content_type: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    #: Called once the answer is sent, or could not be (the client went away).
+    after: Callable[[], None] | None = field(default=None, repr=False)
 
     @classmethod
     def text(cls, text: str, status: int = 200, content_type: str = "text/plain") -> Response:
@@ -389,12 +391,17 @@ class Server:
     async def _answer(self, connection: _Connection, request: Request, response: Response) -> bool:
         """Send ``response``; True when the connection can take the next request."""
         keep = request.keep_alive and not request.body_failed and not self._closing
+        after = response.after
         try:
-            head = _head(response, close=not keep)
-        except ValueError as err:  # a header that cannot go on the wire: our bug
-            response = self.on_error(request, err)
-            head = _head(response, close=not keep)
-        await connection.send(head if request.method == "HEAD" else head + response.body)
+            try:
+                head = _head(response, close=not keep)
+            except ValueError as err:  # a header that cannot go on the wire: our bug
+                response = self.on_error(request, err)
+                head = _head(response, close=not keep)
+            await connection.send(head if request.method == "HEAD" else head + response.body)
+        finally:
+            if after is not None:
+                after()
         if self.on_answer is not None:
             self.on_answer(request, response)
         if not keep:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from multihome import __version__
+from multihome import __version__, afteranswer
 from multihome.cluster.credentials import CredentialsError
 from multihome.cluster.kube import KubeSource
 from multihome.cluster.local import LocalSource
@@ -376,7 +376,7 @@ class Daemon:
                 request.command == "ADD"
                 and statuswrites.path_of(cache_dir, request.container_id).exists()
             ):
-                self.status_writer.wake.set()
+                afteranswer.defer(self.status_writer.wake.set)
             if done.outcome is not None:
                 log.info(
                     "attached %s",

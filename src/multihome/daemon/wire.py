@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from multihome import __version__
+from multihome import __version__, afteranswer
 from multihome.cni.config import cni_version_of
 from multihome.cni.errors import CNIError, Code
 from multihome.cni.request import Request
@@ -33,7 +33,7 @@ from multihome.engine.cache import AttachmentCache
 
 from . import logs
 from .delegate import hot_plug
-from .httpserver import BodyError, BodyTimeout, BodyTooLarge, Response, Routes, Server
+from .httpserver import BodyError, BodyTimeout, BodyTooLarge, Handler, Response, Routes, Server
 from .httpserver import Request as HTTPRequest
 from .metrics import resident_memory
 
@@ -51,11 +51,11 @@ def server(daemon: Daemon) -> Server:
     """The HTTP server of both APIs for ``daemon``'s socket."""
     api = _Api(daemon)
     routes = Routes()
-    routes.post(SHIM_CNI_PATH, api.shim_cni)
+    routes.post(SHIM_CNI_PATH, _answer_first(api.shim_cni))
     routes.get("/shim/v1/attachments", api.attachments)
     routes.get("/shim/v1/info", api.info)
-    routes.post("/cni", api.multus_cni)
-    routes.post("/delegate", api.multus_delegate)
+    routes.post("/cni", _answer_first(api.multus_cni))
+    routes.post("/delegate", _answer_first(api.multus_delegate))
     add_health_routes(routes, daemon)
     return Server(
         routes,
@@ -64,6 +64,24 @@ def server(daemon: Daemon) -> Server:
         on_error=api.on_error,
         on_answer=api.count_request,
     )
+
+
+def _answer_first(handler: Handler) -> Handler:
+    """``handler``, with the work its request defers (`multihome.afteranswer`) run once
+    the answer is sent: the runtime's answer does not wait behind the status
+    write and the events its ADD left."""
+
+    async def answer(http: HTTPRequest) -> Response:
+        with afteranswer.collecting() as later:
+            try:
+                response = await handler(http)
+            except BaseException:
+                later.run()
+                raise
+        response.after = later.run
+        return response
+
+    return answer
 
 
 def add_health_routes(routes: Routes, daemon: Daemon) -> None:

@@ -333,3 +333,38 @@ async def test_close_ends_idle_connections_and_cancels_handlers_after_the_grace(
         await s.connect()
     idle_writer.close()
     writer.close()
+
+
+@pytest.mark.parametrize("send_fails", [False, True])
+async def test_a_responses_after_runs_once_the_answer_is_sent_or_cannot_be(
+    site: SiteFactory, monkeypatch: pytest.MonkeyPatch, send_fails: bool
+) -> None:
+    from multihome.daemon import httpserver
+
+    order: list[str] = []
+    real_send = httpserver._Connection.send
+
+    async def send(connection: httpserver._Connection, data: bytes) -> None:
+        if send_fails:
+            raise ConnectionResetError("the client went away")
+        await real_send(connection, data)
+        order.append("sent")
+
+    monkeypatch.setattr(httpserver._Connection, "send", send)
+    s = await site()
+
+    async def later(_: Request) -> Response:
+        response = Response.text("now")
+        response.after = lambda: order.append("after")
+        return response
+
+    s.server.routes.get("/later", later)
+    reader, writer = await s.connect()
+    writer.write(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
+    if send_fails:
+        assert await closed(reader) == b""
+        assert order == ["after"]
+    else:
+        assert (await answer(reader))[2] == b"now"
+        assert order == ["sent", "after"]
+    writer.close()

@@ -28,12 +28,14 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from multihome.cluster.kube import KubeConfig, KubeSource
 from multihome.cni.fakeexec import Call, FakeExec
 from multihome.daemon import logs
 from multihome.daemon.config import DaemonConfig
 from multihome.daemon.exposition import Family
 from multihome.daemon.server import Daemon, DaemonError
 from multihome.engine.cache import AttachmentCache
+from multihome.testing.apiserver import ApiServerDouble
 
 RESULT_040 = {
     "cniVersion": "0.4.0",
@@ -53,12 +55,21 @@ def tmp() -> Iterator[Path]:
 class Node:
     """A daemon in this process, its fake plugins and a client for its socket."""
 
-    def __init__(self, tmp: Path, fake: FakeExec, daemon_config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        fake: FakeExec,
+        daemon_config: dict[str, Any],
+        source: KubeSource | None = None,
+    ) -> None:
         self.tmp = tmp
         self.fake = fake
         config = {"socketDir": str(tmp / "s"), "cniDir": str(tmp / "cni"), **daemon_config}
         self.daemon = Daemon(
-            DaemonConfig.parse(json.dumps(config), environ={}), executor=fake, allow_non_root=True
+            DaemonConfig.parse(json.dumps(config), environ={}),
+            executor=fake,
+            source=source,
+            allow_non_root=True,
         )
 
     @property
@@ -150,6 +161,65 @@ async def test_shim_add_answers_what_the_shim_prints(node: NodeFactory) -> None:
     status, headers, body = await n.call("POST", "/shim/v1/cni", n.body("DEL"))
     assert (status, headers["X-CNI-Exit-Code"], body) == (200, "0", b"")
     assert n.fake.commands() == [("cluster", "ADD"), ("cluster", "DEL")]
+
+
+async def test_the_answer_goes_out_before_the_adds_event_and_status_write(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both are background work the ADD leaves: woken at once, they would build and
+    send their requests before the request's task wrote the answer."""
+    from multihome.cluster.events import EventRecorder
+    from multihome.daemon import httpserver
+    from multihome.daemon.statuswriter import StatusWriter
+
+    order: list[str] = []
+    real_send, real_record, real_one = (
+        httpserver._Connection.send,
+        EventRecorder.record,
+        StatusWriter._one,
+    )
+
+    async def send(connection: httpserver._Connection, data: bytes) -> None:
+        await real_send(connection, data)
+        if b"X-CNI-Exit-Code: 0" in data:
+            order.append("answer")
+
+    def record(recorder: EventRecorder, *args: Any, **kw: Any) -> None:
+        order.append("event")
+        real_record(recorder, *args, **kw)
+
+    async def one(writer: StatusWriter, key: Any) -> None:
+        order.append("status")
+        await real_one(writer, key)
+
+    monkeypatch.setattr(httpserver._Connection, "send", send)
+    monkeypatch.setattr(EventRecorder, "record", record)
+    monkeypatch.setattr(StatusWriter, "_one", one)
+    async with ApiServerDouble() as api:
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"namespace": "default", "name": "web"},
+                "spec": {"nodeName": "n1"},
+            }
+        )
+        kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
+        async with KubeSource(KubeConfig(kubeconfig=str(kubeconfig), node_name="n1")) as source:
+            assert await source.wait_ready(30)
+            fake = FakeExec({"cluster": lambda call: RESULT_040 if call.command == "ADD" else None})
+            node = Node(tmp, fake, {}, source=source)
+            await node.daemon.start()
+            try:
+                status, _, _ = await node.call("POST", "/shim/v1/cni", node.body("ADD"))
+                assert status == 200
+                await api.until(
+                    lambda: api.count("patch") >= 1 and api.count("create", "events") >= 1
+                )
+            finally:
+                await node.daemon.stop()
+    assert order[0] == "answer", order
+    assert sorted(order[1:]) == ["event", "status"]
 
 
 async def test_errors_come_in_the_runtime_version_with_exit_code_1(node: NodeFactory) -> None:
