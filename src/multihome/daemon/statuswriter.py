@@ -8,8 +8,9 @@ retries each one that fails on its own backoff, so one pod the API refuses
 never delays the others.  Files a thin plugin sharing the cache dir left
 are found by the same scan.
 
-Ordering with DEL is the engine's: each attempt holds the container's lock
-and reads the file again under it, and DEL removes the file under that lock.
+Ordering with DEL is the engine's: each attempt holds the container's
+status lock and reads the file again under it, and DEL removes the file
+under that lock (`multihome.engine.statuswrites`).
 """
 
 from __future__ import annotations

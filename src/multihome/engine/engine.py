@@ -234,9 +234,8 @@ class Engine:
             log.info("container %s: removing the attachments of an earlier ADD", stale.pod)
             await self._delete_record(stale, config, cni_path=request.path)
             await asyncio.to_thread(cache.remove, request.container_id)
-        # A status still owed to an earlier ADD of this container is not this one's
-        # (one unlink, inline: a thread hop costs more).
-        statuswrites.remove(cache.directory, request.container_id)
+        # A status still owed to an earlier ADD of this container is not this one's.
+        await statuswrites.drop(cache.directory, request.container_id)
 
         pod = await self._pod(source, request)
         plan, findings = await self._plan(source, config, request, pod, with_devices=True)
@@ -704,41 +703,50 @@ class Engine:
         plan = _sandbox_plan(record)
         # A write still owed to the ADD is older than this one: it must not land after it.
         cache = self._cache(config)
-        await asyncio.to_thread(statuswrites.remove, cache.directory, record.container_id)
+        await statuswrites.drop(cache.directory, record.container_id)
         await self._write_status(source, pod, plan, serialise(statuses), cache=cache, config=config)
 
     # -- DEL --------------------------------------------------------------------------
     async def delete(self, request: Request, config: MultusConfig) -> CacheRecord | None:
         """DEL a container's attachments; the cached record it deleted, if there was one."""
         cache = self._cache(config)
-        # First: no status write still owed to the ADD may land after this DEL.
-        statuswrites.remove(cache.directory, request.container_id)
         cached = record = await asyncio.to_thread(cache.load, request.container_id)
         source = self._source(config)
         if record is None:
             record = await self._record_without_cache(request, config, source)
-            if record is None:
-                return None
+        # The status, while the delegates' DELs run: what the ADD still owes is
+        # dropped once a write of it in progress is done, then the status is
+        # cleared.  DEL answers once both are done, so the clear never lands
+        # after a later ADD's status.  A failed DEL clears it too: the sandbox
+        # is going away, and the runtime retries the DEL.
+        status = asyncio.ensure_future(
+            self._end_status(cache, request.container_id, source, record)
+        )
+        if record is None:
+            await status
+            return None
         record.netns = request.netns or record.netns
-        clearing: asyncio.Future[None] | None = None
-        if source is not None and record.pod_name:
-            # The PATCH runs while the delegates' DELs run (it was a third of a
-            # DEL's overhead after them), and DEL answers once both are done, so
-            # it never lands after a later ADD's status.  A failed DEL clears it
-            # too: the sandbox is going away, and the runtime retries the DEL.
-            clearing = asyncio.ensure_future(self._clear_status(source, record))
         try:
             await self._delete_attachments(record, config, request, cache=cache, cached=cached)
         except BaseException as err:
-            if clearing is not None:
-                if isinstance(err, asyncio.CancelledError):
-                    clearing.cancel()
-                else:
-                    await clearing
+            if isinstance(err, asyncio.CancelledError):
+                status.cancel()
+            else:
+                await status
             raise
-        if clearing is not None:
-            await clearing
+        await status
         return cached
+
+    async def _end_status(
+        self,
+        cache: AttachmentCache,
+        container_id: str,
+        source: Source | None,
+        record: CacheRecord | None,
+    ) -> None:
+        await statuswrites.drop(cache.directory, container_id)
+        if source is not None and record is not None and record.pod_name:
+            await self._clear_status(source, record)
 
     async def _delete_attachments(
         self,
@@ -915,7 +923,6 @@ class Engine:
             request.container_id,
             self._pending_source,
             budget=self.status_budget,
-            locked=True,
         )
 
     # -- GC and STATUS ------------------------------------------------------------------

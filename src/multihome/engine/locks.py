@@ -23,6 +23,13 @@ and counts every container whose lock is held as valid.  So from the
 moment GC holds the node lock the set of commands in flight is fixed and
 known, and a new one waits until GC is done.
 
+A container's network-status has a lock of its own, ``<cache dir>/<id>.statuslock``
+(`status_lock`): every status write and every change of its pending file
+holds it, the daemon's status writer holds only it, and a command takes it
+inside its container lock (never the other way round).  So a DEL right after
+its ADD runs its delegates while the ADD's status is still being written,
+and its own clearing write waits for that one.
+
 Commands of one process (the daemon's requests and its status writer) queue
 on an asyncio lock per container first, so a waiter wakes the moment the
 holder is done.  Waiting for another process polls a non-blocking ``flock``
@@ -47,6 +54,8 @@ log = logging.getLogger(__name__)
 
 _NODE_LOCK = ".gc.lock"
 _SUFFIX = ".lock"
+#: Not ``.status.lock``: GC takes every ``*.lock`` for a container's lock.
+_STATUS_SUFFIX = ".statuslock"
 
 
 class LockTimeout(Exception):
@@ -80,6 +89,25 @@ async def container_lock(
         _on_disk(directory, path, container_id, deadline, best_effort),
     ):
         yield
+
+
+@contextlib.asynccontextmanager
+async def status_lock(
+    cache_dir: str | os.PathLike[str], container_id: str, *, timeout: float | None = None
+) -> AsyncIterator[None]:
+    """Hold ``container_id``'s status lock (see the module docstring).
+
+    A lock that cannot be made is an `OSError`: status writes are best effort.
+    """
+    directory = Path(cache_dir)
+    path = directory / f"{container_id}{_STATUS_SUFFIX}"
+    deadline = None if timeout is None else time.monotonic() + timeout
+    async with _in_process(path, deadline):
+        fd = await _acquire_transient(path, deadline)
+        try:
+            yield
+        finally:
+            _release_transient(path, fd)
 
 
 @contextlib.asynccontextmanager

@@ -13,10 +13,13 @@ pod's namespace, name and UID, and retried from there:
   container and by every GC and STATUS (all of the cache dir's), each a
   bounded attempt; a daemon sharing the cache dir also picks them up.
 
-Every write holds the container's lock (`multihome.engine.locks`) and reads
-the file again under it, and DEL removes the file under the same lock: a
-late status write can never overtake the DEL that followed its ADD, nor
-label a new ADD of the same container with the old one's networks.
+Every write holds the container's status lock (`multihome.engine.locks.status_lock`)
+and reads the file again under it; the file stays until the write is done.
+DEL and a new ADD of the container remove the file under the same lock
+(`drop`), and DEL's clearing write follows: a late status write can never
+overtake the DEL that followed its ADD, nor label a new ADD of the same
+container with the old one's networks.  A DEL does not wait for the write
+to run its delegates, only to clear.
 """
 
 from __future__ import annotations
@@ -117,25 +120,33 @@ def pending_ids(cache_dir: str | os.PathLike[str]) -> list[str]:
     return sorted(n[: -len(_SUFFIX)] for n in names if n.endswith(_SUFFIX) and n[0] != ".")
 
 
+async def drop(cache_dir: str | os.PathLike[str], container_id: str) -> None:
+    """Remove what ``container_id`` still owes, once a write of it in progress is done.
+
+    A write in progress holds the status lock and its file exists until the
+    write is done: without a file there is nothing to wait for (one lstat).
+    """
+    if not os.path.lexists(path_of(cache_dir, container_id)):
+        return
+    async with locks.status_lock(cache_dir, container_id):
+        remove(cache_dir, container_id)
+
+
 async def attempt(
     cache_dir: str | os.PathLike[str],
     container_id: str,
     source_for: Callable[[PendingStatus], Source | None],
     *,
     budget: float = ATTEMPT_BUDGET,
-    locked: bool = False,
 ) -> bool:
     """One try to write ``container_id``'s pending status; True once nothing is pending.
 
     ``source_for`` picks the source a pending write goes to (None: nowhere
-    left to write it; it is dropped).  ``locked``: the caller holds the
-    container's lock already (a CHECK).
+    left to write it; it is dropped).
     """
-    if locked:
-        return await _attempt(cache_dir, container_id, source_for, budget)
     try:
-        # A command of that container runs (an ADD may take minutes): next round.
-        async with locks.container_lock(cache_dir, container_id, timeout=LOCK_WAIT):
+        # Another write of that container runs (it may take its whole budget): next round.
+        async with locks.status_lock(cache_dir, container_id, timeout=LOCK_WAIT):
             return await _attempt(cache_dir, container_id, source_for, budget)
     except locks.LockTimeout:
         return False

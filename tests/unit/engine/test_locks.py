@@ -99,3 +99,16 @@ async def test_a_try_takes_a_free_lock_and_refuses_a_held_one(tmp_path: Path) ->
                 pass
     async with locks.container_lock(tmp_path, "c1", timeout=0):
         pass
+
+
+async def test_the_status_lock_is_apart_from_the_container_lock_and_gc(tmp_path: Path) -> None:
+    async with locks.status_lock(tmp_path, "c1"):
+        # A command of the container does not wait for a status write, nor GC for either.
+        async with locks.container_lock(tmp_path, "c1", timeout=0):
+            pass
+        async with locks.gc_lock(tmp_path) as in_flight:
+            assert in_flight == set()
+        with pytest.raises(locks.LockTimeout):
+            async with locks.status_lock(tmp_path, "c1", timeout=0):
+                pass
+    assert list(tmp_path.iterdir()) == [tmp_path / ".gc.lock"]

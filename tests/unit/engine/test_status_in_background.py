@@ -54,6 +54,12 @@ def _setup(tmp_path: Path) -> tuple[Engine, Gated, dict[str, Any], Path]:
     return engine, source, config, tmp_path / "cni" / "multihome"
 
 
+def _del_plugin(tmp_path: Path, behaviour: Any) -> tuple[Engine, Gated, dict[str, Any], Path]:
+    engine, source, config, cache_dir = _setup(tmp_path)
+    engine.executor = FakeExec({"cluster-plugin": behaviour})
+    return engine, source, config, cache_dir
+
+
 async def _run(engine: Engine, command: str, config: dict[str, Any]) -> None:
     await engine.run(request(command, config), MultusConfig.parse(json.dumps(config).encode()))
 
@@ -72,21 +78,33 @@ def test_the_add_answers_without_waiting_for_the_api(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_a_del_waits_for_a_status_write_in_flight_and_clears_after_it(tmp_path: Path) -> None:
+def test_a_del_runs_its_plugins_while_a_status_write_is_in_flight_and_clears_after_it(
+    tmp_path: Path,
+) -> None:
     async def scenario() -> None:
-        engine, source, config, cache_dir = _setup(tmp_path)
+        deleted = asyncio.Event()
+
+        def plugin(call: Call) -> Any:
+            if call.command == "DEL":
+                deleted.set()
+                return None
+            return {"cniVersion": "1.0.0"}
+
+        engine, source, config, cache_dir = _del_plugin(tmp_path, plugin)
         await _run(engine, "ADD", config)
         writer = asyncio.create_task(engine.write_pending_one(cache_dir, "c1"))
-        await source.entered.wait()  # the writer holds the lock, its PATCH in flight
+        await source.entered.wait()  # the writer holds the status lock, its PATCH in flight
         delete = asyncio.create_task(_run(engine, "DEL", config))
-        await asyncio.wait([delete], timeout=0.2)
-        assert not delete.done()  # held by the container's lock
+        async with asyncio.timeout(30):
+            await deleted.wait()  # the plugins' DEL does not wait for the write
+        assert source.writes == []
+        assert not delete.done()  # its clearing does
         source.open.set()
         assert await writer
         await delete
         # The ADD's status landed first; the DEL's clearing is the last word.
         assert len(source.writes) == 2 and source.writes[1] is None
-        assert statuswrites.pending_ids(cache_dir) == []
+        assert list(cache_dir.glob("c1*")) == []
 
     asyncio.run(scenario())
 
@@ -101,12 +119,6 @@ def test_a_status_write_after_the_del_writes_nothing(tmp_path: Path) -> None:
         assert source.writes == [None]  # only the DEL's clearing, never the late status
 
     asyncio.run(scenario())
-
-
-def _del_plugin(tmp_path: Path, behaviour: Any) -> tuple[Engine, Gated, dict[str, Any], Path]:
-    engine, source, config, cache_dir = _setup(tmp_path)
-    engine.executor = FakeExec({"cluster-plugin": behaviour})
-    return engine, source, config, cache_dir
 
 
 def test_a_del_clears_the_status_while_its_plugins_run(tmp_path: Path) -> None:
