@@ -124,6 +124,14 @@ def main() -> None:
         sys.stdin.buffer.read()  # the runtime's write must not meet a closed pipe
         sys.stdout.write(version_text() + "\n")
         sys.exit(0)
+    import gc
+
+    # One call is one short-lived process. Its imports leave 20,000 objects
+    # that live as long as it does, and the cyclic collector would walk them
+    # over and over (about 40 collections, 10-12 ms of an ADD, measured with
+    # gc.callbacks); reference counting still frees what a call drops, and
+    # what cycles it leaves go when the process exits.
+    gc.disable()
     sys.exit(run(os.environ, sys.stdin.buffer, sys.stdout, sys.stderr))
 
 
