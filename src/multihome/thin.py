@@ -13,6 +13,8 @@ PyYAML for a kubeconfig in JSON, no DRA or gRPC unless a NAD names a
 resourceName.  The configuration is parsed once, here, for the engine too.
 VERSION, which runtimes ask on every probe, is answered before anything else
 is imported (no asyncio, no logging, no engine): the same text the engine gives.
+Creating a dataclass compiles each method it generates, one at a time, at
+import: the classes on this path that nothing compares say ``eq=False``.
 """
 
 from __future__ import annotations
