@@ -5,6 +5,8 @@ on every call: the real plugin as a child process (a hook lists its modules
 at exit), real namespaces and plugins, the API double behind a kubeconfig in
 JSON.  A pod whose NADs name no resourceName needs no DRA, a JSON kubeconfig
 no PyYAML, and nothing of the daemon's or the doctor's stack belongs here.
+The same hook sees the cyclic collector as the call leaves it: off, with
+what the imports made frozen (multihome.thin.main).
 """
 
 from __future__ import annotations
@@ -38,16 +40,25 @@ HEAVY = {
 }
 
 LIST_MODULES = (
-    "import atexit, sys\n"
-    "atexit.register(lambda: open(sys.argv[1], 'w').write('\\n'.join(sorted(sys.modules))))\n"
+    "import atexit, gc, sys\n"
+    "def listing():\n"
+    "    state = f'gc-enabled={gc.isenabled()} gc-frozen={gc.get_freeze_count()}'\n"
+    "    open(sys.argv[1], 'w').write('\\n'.join([state, *sorted(sys.modules)]))\n"
+    "atexit.register(listing)\n"
     "from multihome.thin import main\n"
     "main()\n"
 )
 
 
 def _heavy(modules: Path) -> list[str]:
-    names = modules.read_text().split()
+    names = modules.read_text().splitlines()[1:]
     return sorted(n for n in names if any(n == h or n.startswith(h + ".") for h in HEAVY))
+
+
+def _collector(modules: Path) -> tuple[bool, int]:
+    """The cyclic collector at exit: on?, and how many objects are frozen."""
+    state = dict(kv.split("=") for kv in modules.read_text().split("\n", 1)[0].split())
+    return state["gc-enabled"] == "True", int(state["gc-frozen"])
 
 
 def test_a_thin_add_and_del_import_nothing_heavy(lab: Lab, tmp_path: Path) -> None:
@@ -82,6 +93,10 @@ def test_a_thin_add_and_del_import_nothing_heavy(lab: Lab, tmp_path: Path) -> No
                     "annotations"
                 ].get("k8s.v1.cni.cncf.io/network-status")
             assert _heavy(modules) == [], command
+            # The collector stays off for the call and what it made is frozen
+            # before the exit (multihome.thin.main says why).
+            enabled, frozen = _collector(modules)
+            assert not enabled and frozen > 10_000, (command, enabled, frozen)
     assert set(lab.links(sandbox.netns)) == {"lo"}
     assert world.allocations() == {}
     assert world.cached_containers() == []

@@ -100,7 +100,7 @@ def _scan_array(text: str, start: int) -> list[tuple[int, int]]:
         return spans
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RawJSON:
     """JSON text to embed as it is (a plugin's result as prevResult, a plugin's conf)."""
 
@@ -241,7 +241,7 @@ def _optional_version(raw: RawObject, what: str) -> None:
     versions.parse(version)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NetConf:
     """One plugin's configuration (a ``.conf`` file, or one entry of ``plugins``).
 
@@ -297,7 +297,7 @@ class NetConf:
         return self.raw.text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NetConfList:
     """A ``.conflist``: a named, versioned chain of plugins."""
 

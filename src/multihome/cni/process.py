@@ -55,7 +55,7 @@ _CHUNK = 64 << 10
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RuntimeConf:
     """The per-attachment half of a plugin call (libcni's ``RuntimeConf``).
 
@@ -85,7 +85,7 @@ def plugin_env(command: str, rt: RuntimeConf) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Outcome:
     """How a plugin process ended (a negative ``returncode`` is the signal that killed it)."""
 

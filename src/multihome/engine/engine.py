@@ -68,7 +68,7 @@ READINESS_WAIT = 45.0
 _RETRYABLE = {Code.TRY_AGAIN_LATER, Code.IO_FAILURE}
 
 
-@dataclass
+@dataclass(eq=False)
 class Outcome:
     """What an ADD produced, for the caller's report (events, metrics, logs)."""
 
@@ -79,7 +79,7 @@ class Outcome:
     delegate_seconds: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(eq=False)
 class Done:
     """A command's answer to the runtime and what callers report about it."""
 

@@ -38,7 +38,7 @@ DELEGATE = "delegate"
 HOTPLUG = "hotplug"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Change:
     """The difference between a record and its pod's annotation."""
 

@@ -33,7 +33,7 @@ class NamespaceError(OSError):
     """``ip`` failed inside the namespace; the message has its stderr."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LinkState:
     name: str
     mac: str

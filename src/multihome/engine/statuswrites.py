@@ -47,7 +47,7 @@ ATTEMPT_BUDGET = 15.0
 LOCK_WAIT = 1.0
 
 
-@dataclass
+@dataclass(eq=False)
 class PendingStatus:
     container_id: str
     namespace: str

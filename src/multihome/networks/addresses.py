@@ -85,7 +85,7 @@ def parse_ip(text: str) -> IPAddress | None:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RequestedIP:
     """One entry of a request's ``ips``: the address and, when given, its prefix."""
 

@@ -70,7 +70,7 @@ _POD_ARGS = ("K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", 
 _BASE_ARGS = ("IgnoreUnknown", *_POD_ARGS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Attachment:
     """One network of a pod, ready for its delegate call."""
 
@@ -119,7 +119,7 @@ class Attachment:
         return capabilities.runtime_configs(self.conf, self.capability_args)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PodPlan:
     namespace: str
     name: str
@@ -132,7 +132,7 @@ class PodPlan:
         return next((a for a in self.attachments if a.is_default), None)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     path: str
     network: Network | None
@@ -455,7 +455,7 @@ def _assign_ifnames(pending: list[_Pending], runtime_ifname: str, findings: Find
         used.add(item.ifname)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Devices:
     """The pod's devices by resource, and how many each resource has handed out."""
 

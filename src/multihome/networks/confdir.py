@@ -85,7 +85,7 @@ class FileSnapshot:
 NO_FILES: ConfFiles = FileSnapshot()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ConfFile:
     path: str
     conf: NetConfList

@@ -94,7 +94,7 @@ class LogOptions:
     compress: bool | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MultusConfig:
     cni_version: str
     name: str

@@ -23,7 +23,7 @@ from multihome.cni.errors import CNIError, Code
 Severity = Literal["error", "warning", "info"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rule:
     """What one finding code means; `RULES` holds them all."""
 

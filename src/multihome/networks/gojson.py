@@ -44,7 +44,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-@dataclass
+@dataclass(eq=False)
 class Matched:
     values: dict[str, Any] = field(default_factory=dict)
     #: Keys that matched a field only by letter case: ``(as written, field)``.

@@ -38,7 +38,7 @@ RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
 NadLookup = Callable[[str, str], Mapping[str, Any] | None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Network:
     """A network and the delegate configuration that attaches a pod to it."""
 

@@ -20,7 +20,7 @@ from .attachment import Attachment
 from .findings import Finding, Findings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Probe:
     """What the bin dirs said about one plugin type."""
 
@@ -34,7 +34,7 @@ class Probe:
     executable: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Use:
     """One place a plugin type is used: which network, at which path, in which version."""
 

@@ -83,7 +83,7 @@ class Bandwidth:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NetworkSelection:
     """One requested attachment, with its namespace resolved."""
 
