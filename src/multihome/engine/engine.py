@@ -744,7 +744,12 @@ class Engine:
         source: Source | None,
         record: CacheRecord | None,
     ) -> None:
-        await statuswrites.drop(cache.directory, container_id)
+        try:
+            await statuswrites.drop(cache.directory, container_id)
+        except OSError as err:
+            # A cache dir gone read-only: no writer can take the status lock there
+            # either, so nothing can land late; the DEL goes on.
+            log.warning("container %s: cannot drop its pending status: %s", container_id, err)
         if source is not None and record is not None and record.pod_name:
             await self._clear_status(source, record)
 
