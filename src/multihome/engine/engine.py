@@ -25,8 +25,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from multihome.cluster.deferred import DeferredSource
 from multihome.cluster.devices import Devices, PodDevices
 from multihome.cluster.local import LocalSource, ManifestError
 from multihome.cluster.source import Object, Source
@@ -58,6 +59,9 @@ from . import devicefiles, hotplug, locks, podnet, statuswrites
 from .cache import AttachmentCache, CachedAttachment, CacheRecord
 from .conffiles import DiskFiles
 from .probing import probe_plugin
+
+if TYPE_CHECKING:
+    from multihome.cluster.kube import KubeSource
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +181,24 @@ class Engine:
     async def _with_kube(self, request: Request, config: MultusConfig) -> str:
         """One request against the API without a watch cache (the thin plugin).
 
-        Each lookup is one GET; queued events are sent before returning.
+        Each lookup is one GET; queued events are sent before returning.  A
+        DEL makes its client where it first needs it, beside its delegates'
+        DELs (`multihome.cluster.deferred`).
         """
-        from multihome.cluster.credentials import CredentialsError
-        from multihome.cluster.kube import KubeConfig, KubeSource
 
-        try:
-            source = KubeSource(KubeConfig(kubeconfig=config.kubeconfig, pod_wait=0))
-        except CredentialsError as err:
-            raise CNIError(
-                Code.IO_FAILURE, f"failed to read kubeconfig {config.kubeconfig!r}: {err}"
-            ) from err
+        def make() -> KubeSource:
+            from multihome.cluster.credentials import CredentialsError
+            from multihome.cluster.kube import KubeConfig, KubeSource
+
+            try:
+                return KubeSource(KubeConfig(kubeconfig=config.kubeconfig, pod_wait=0))
+            except CredentialsError as err:
+                raise CNIError(
+                    Code.IO_FAILURE, f"failed to read kubeconfig {config.kubeconfig!r}: {err}"
+                ) from err
+
+        source: KubeSource | DeferredSource
+        source = DeferredSource(make) if request.command == "DEL" else make()
         try:
             engine = copy.copy(self)  # the same settings, this source
             engine.source = source

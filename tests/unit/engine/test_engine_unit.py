@@ -239,3 +239,30 @@ def test_a_plugin_that_hangs_on_version_is_run_anyway(
 
     assert ("plugin-a", "ADD") in fake.commands()
     assert "'plugin-a' of network 'default/a' did not answer VERSION" in caplog.text
+
+
+def test_a_thin_del_releases_even_when_its_kubeconfig_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its Kubernetes client is made beside the delegates' DELs, for the status clear."""
+    from multihome.cluster.deferred import DeferredSource
+
+    order: list[str] = []
+    make = DeferredSource._source
+
+    def made(self: DeferredSource) -> Any:
+        order.append("client")
+        return make(self)
+
+    def plugin(call: Call) -> None:
+        order.append(f"plugin {call.command}")
+
+    monkeypatch.setattr(DeferredSource, "_source", made)
+    config = multus_config(tmp_path, kubeconfig=str(tmp_path / "missing-kubeconfig"))
+    engine = Engine(executor=FakeExec({"cluster-plugin": plugin}))
+    assert asyncio.run(engine.handle(request("DEL", config))) == ""
+    assert order == ["plugin DEL", "client"]  # started first; the client failed, logged
+    with pytest.raises(CNIError) as failed:  # an ADD needs it before anything runs
+        asyncio.run(engine.handle(request("ADD", config)))
+    assert failed.value.code == Code.IO_FAILURE and "missing-kubeconfig" in failed.value.msg
+    assert order == ["plugin DEL", "client"]
