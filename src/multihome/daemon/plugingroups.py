@@ -43,14 +43,16 @@ class PluginGroups:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             data = {"pgid": pgid, "containerId": container_id, "deadline": deadline}
-            (self.directory / str(pgid)).write_text(json.dumps(data))
+            # A str path: pathlib would intern each new group's name (`engine.locks.lock_path`).
+            with open(os.path.join(self.directory, str(pgid)), "w") as file:
+                file.write(json.dumps(data))
         except OSError as err:
             # Bookkeeping for a crash: it never fails the plugin call itself.
             log.warning("cannot record plugin group %d in %s: %s", pgid, self.directory, err)
 
     def ended(self, pgid: int) -> None:
         with contextlib.suppress(OSError):
-            (self.directory / str(pgid)).unlink()
+            os.unlink(os.path.join(self.directory, str(pgid)))
 
     def kill_leftovers(self) -> int:
         """Kill the groups an earlier daemon recorded; how many processes were killed."""
