@@ -21,7 +21,7 @@ IO_THREADS = 4
 
 
 def install(loop: asyncio.AbstractEventLoop, threads: int = IO_THREADS) -> ThreadPoolExecutor:
-    """Make a pool of ``threads`` the default executor of ``loop``; ``asyncio.run`` shuts it down."""
+    """Make a pool of ``threads`` the default executor of ``loop`` (``asyncio.run`` shuts it)."""
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="multihome-io")
     loop.set_default_executor(executor)
     return executor
