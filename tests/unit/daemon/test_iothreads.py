@@ -26,4 +26,3 @@ def test_to_thread_runs_on_at_most_the_bound_of_threads() -> None:
     asyncio.run(main())
     assert len(names) == threads
     assert all(name.startswith("multihome-io") for name in names)
-
