@@ -2,7 +2,7 @@
 
 ``asyncio.to_thread`` runs on the event loop's default executor, which
 starts up to min(32, CPUs + 4) threads and keeps each one for good.  Each
-costs its stack and, with glibc, a malloc arena of its own: about 55 KiB
+costs its stack and, with glibc, a malloc arena of its own: about 60 KiB
 resident per thread in the memory bench (``python -m bench --only memory``:
 6 threads on a 2-CPU machine; 32 on a node of 28 CPUs or more).  What runs
 there is short file I/O: attachment records and status writes (with their
