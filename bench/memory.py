@@ -8,8 +8,10 @@
   with ``--quick``), sampled after the 1st, the 10th and every 5% of the
   cycles.  Target: RSS after the cycles within 5% of RSS before them.  The
   growth after the first 10% of the cycles is reported too: a leak shows as
-  a slope there, a one-time warm-up (lazy imports, first allocations, the
-  event queue filling to its bound) does not.
+  a slope there, a one-time warm-up does not (measured: the file I/O
+  threads' stacks and malloc arenas, per-network histograms, pymalloc's
+  pools and free lists, the pods' network-status in the watch cache; what
+  each is bounded by: docs/limits.md, "Daemon memory").
 
 The delegates are `bench-noop`, a two-line shell script that answers ADD
 with a fixed result: exec'ing the real plugins 20,000 times would take most
