@@ -8,8 +8,10 @@
   with ``--quick``), sampled after the 1st, the 10th and every 5% of the
   cycles.  Target: RSS after the cycles within 5% of RSS before them.  The
   growth after the first 10% of the cycles is reported too: a leak shows as
-  a slope there, a one-time warm-up (lazy imports, first allocations, the
-  event queue filling to its bound) does not.
+  a slope there, a one-time warm-up does not (measured: the file I/O
+  threads' stacks and malloc arenas, per-network histograms, pymalloc's
+  pools and free lists, the pods' network-status in the watch cache; what
+  each is bounded by: docs/limits.md, "Daemon memory").
 
 The delegates are `bench-noop`, a two-line shell script that answers ADD
 with a fixed result: exec'ing the real plugins 20,000 times would take most
@@ -33,6 +35,7 @@ from __future__ import annotations
 import concurrent.futures
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -174,6 +177,7 @@ def run(settings: Settings) -> Section:
                     for i in range(PODS)
                 ]
                 series, seconds = _cycle(runtime, sandboxes, planned, pid)
+                threads = _threads(pid)
                 leftovers = len(list((root / "cni" / "multihome").glob("*.json")))
 
     rss = {n: sample["VmRSS"] for n, sample in series}
@@ -225,6 +229,7 @@ def run(settings: Settings) -> Section:
         Row(f"growth over the last {cycles - half_mark} cycles", f"{second_half * 100:+.1f}%"),
         Row(f"cycles/s (no-op delegates, {WORKERS} in flight)", f"{cycles / seconds:.0f}"),
         Row("cache records left after the cycles", str(leftovers), "0", leftovers == 0),
+        Row("daemon threads after the cycles (4 for file I/O)", str(threads)),
     ]
     section.data = {
         "cycles": cycles,
@@ -242,6 +247,7 @@ def run(settings: Settings) -> Section:
         "growth_second_half": second_half,
         "cycles_per_second": cycles / seconds,
         "cache_records_left": leftovers,
+        "threads": threads,
     }
     section.panels.append(
         Panel(
@@ -376,6 +382,11 @@ def import_costs() -> list[tuple[str, int]]:
         [sys.executable, "-c", _PROBE, *IMPORTS], capture_output=True, check=True, text=True
     )
     return [(str(name), int(kib)) for name, kib in json.loads(proc.stdout)]
+
+
+def _threads(pid: int) -> int:
+    """The daemon's threads: its loop, the child reaper, the file I/O pool (daemon/iothreads.py)."""
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def _text(sample: dict[str, int]) -> str:

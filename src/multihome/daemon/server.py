@@ -372,9 +372,8 @@ class Daemon:
         engine = self._local if config.manifest_dir or self.source is None else self._cluster
         with self.metrics.request_scope():
             done = await engine.run(request, config)
-            if (
-                request.command == "ADD"
-                and statuswrites.path_of(cache_dir, request.container_id).exists()
+            if request.command == "ADD" and os.path.exists(
+                statuswrites.path_of(cache_dir, request.container_id)
             ):
                 afteranswer.defer(self.status_writer.wake.set)
             if done.outcome is not None:

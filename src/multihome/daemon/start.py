@@ -41,7 +41,7 @@ def run(config_path: str, *, allow_non_root: bool = False) -> int:
 
     from multihome.cni.process import use_pidfd_child_watcher
 
-    from . import allocator, logs
+    from . import allocator, iothreads, logs
     from .config import DaemonConfig, DaemonConfigError
     from .server import serve
 
@@ -53,4 +53,9 @@ def run(config_path: str, *, allow_non_root: bool = False) -> int:
     logs.configure(config)
     use_pidfd_child_watcher()
     allocator.fix_mmap_threshold()  # RSS flat over months of ADD/DEL (daemon/allocator.py)
-    return asyncio.run(serve(config, allow_non_root=allow_non_root))
+
+    async def main() -> int:
+        iothreads.install(asyncio.get_running_loop())  # a few threads, not one per CPU
+        return await serve(config, allow_non_root=allow_non_root)
+
+    return asyncio.run(main())

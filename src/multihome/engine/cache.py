@@ -147,7 +147,7 @@ class CacheRecord:
 MAX_RECORD_BYTES = 4 << 20
 
 
-def read_regular(path: Path, limit: int) -> str:
+def read_regular(path: str | os.PathLike[str], limit: int) -> str:
     """The text of a regular file that is not a symlink, at most ``limit`` bytes."""
     # O_NONBLOCK: opening a FIFO must not wait for a writer.
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -170,7 +170,7 @@ def _short(value: str, limit: int = 80) -> str:
     return json.dumps(value if len(value) <= limit else value[:limit] + "...")
 
 
-def _io_error(what: str, path: Path, err: OSError) -> CNIError:
+def _io_error(what: str, path: str | os.PathLike[str], err: OSError) -> CNIError:
     return CNIError(
         Code.IO_FAILURE,
         f"{what} {path}: {err.strerror or err}",
@@ -184,12 +184,13 @@ class AttachmentCache:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
 
-    def _path(self, container_id: str) -> Path:
+    def _path(self, container_id: str) -> str:
         # Container IDs are validated by the request layer (no "/", no ".."),
         # the check here keeps a bad caller from writing elsewhere anyway.
         if not container_id or "/" in container_id or container_id.startswith("."):
             raise ValueError(f"invalid container ID {container_id!r}")
-        return self.directory / f"{container_id}.json"
+        # A str: a pathlib part named for a container is interned (`locks.lock_path`).
+        return os.path.join(self.directory, f"{container_id}.json")
 
     def has(self, container_id: str) -> bool:
         """Whether anything is at the record's path (one ``lstat``; `load` tells what)."""
@@ -238,7 +239,7 @@ class AttachmentCache:
     def remove(self, container_id: str) -> None:
         path = self._path(container_id)
         try:
-            path.unlink()
+            os.unlink(path)
             atomicfile.sync_directory(self.directory)
         except (FileNotFoundError, NotADirectoryError):
             pass  # no record: nothing to remove

@@ -62,8 +62,12 @@ class LockTimeout(Exception):
     """The lock was not free in time; the message names the file."""
 
 
-def lock_path(cache_dir: str | os.PathLike[str], container_id: str) -> Path:
-    return Path(cache_dir) / f"{container_id}{_SUFFIX}"
+def lock_path(cache_dir: str | os.PathLike[str], container_id: str) -> str:
+    # A str, not a Path: pathlib interns each part it parses, and parts named
+    # for containers (or process groups) come and go with every request; that
+    # churn made CPython resize its interned-string table for good, +0.5 MiB
+    # in the daemon (docs/limits.md, "Daemon memory").
+    return os.path.join(cache_dir, f"{container_id}{_SUFFIX}")
 
 
 @contextlib.asynccontextmanager
@@ -99,8 +103,7 @@ async def status_lock(
 
     A lock that cannot be made is an `OSError`: status writes are best effort.
     """
-    directory = Path(cache_dir)
-    path = directory / f"{container_id}{_STATUS_SUFFIX}"
+    path = os.path.join(cache_dir, f"{container_id}{_STATUS_SUFFIX}")  # a str: `lock_path`
     deadline = None if timeout is None else time.monotonic() + timeout
     async with _in_process(path, deadline):
         fd = await _acquire_transient(path, deadline)
@@ -111,15 +114,14 @@ async def status_lock(
 
 
 @contextlib.asynccontextmanager
-async def _in_process(path: Path, deadline: float | None) -> AsyncIterator[None]:
+async def _in_process(path: str, deadline: float | None) -> AsyncIterator[None]:
     """The same container's commands in this process queue on an asyncio lock first.
 
     A waiter wakes the moment the holder is done, where polling the flock
     would find it free only at its next try (a DEL right after its ADD,
     behind the status writer's PATCH, lost up to the poll's doubling delay).
     """
-    key = str(path)
-    entry = _LOCAL.setdefault(key, _Local())
+    entry = _LOCAL.setdefault(path, _Local())
     lock = entry.lock
     entry.users += 1
     try:
@@ -140,7 +142,7 @@ async def _in_process(path: Path, deadline: float | None) -> AsyncIterator[None]
     finally:
         entry.users -= 1
         if entry.users == 0:
-            del _LOCAL[key]
+            del _LOCAL[path]
 
 
 class _Local:
@@ -159,7 +161,7 @@ _LOCAL: dict[str, _Local] = {}
 
 @contextlib.asynccontextmanager
 async def _on_disk(
-    directory: Path, path: Path, container_id: str, deadline: float | None, best_effort: bool
+    directory: Path, path: str, container_id: str, deadline: float | None, best_effort: bool
 ) -> AsyncIterator[None]:
     fd: int | None = None
     try:
@@ -214,12 +216,12 @@ def _held(directory: Path) -> set[str]:
         if entry.name.startswith(".") or not entry.name.endswith(_SUFFIX):
             continue
         container_id = entry.name[: -len(_SUFFIX)]
-        fd = _open_if_current(Path(entry.path), fcntl.LOCK_EX | fcntl.LOCK_NB, create=False)
+        fd = _open_if_current(entry.path, fcntl.LOCK_EX | fcntl.LOCK_NB, create=False)
         if fd is None:
             busy.add(container_id)
         else:
             # Free: a lock file left by nobody (it is unlinked on release); tidy it.
-            _release_transient(Path(entry.path), fd)
+            _release_transient(entry.path, fd)
     return busy
 
 
@@ -233,7 +235,7 @@ async def _flock(path: Path, operation: int, deadline: float | None) -> AsyncIte
         os.close(fd)  # closing drops the lock
 
 
-async def _acquire_transient(path: Path, deadline: float | None) -> int:
+async def _acquire_transient(path: str, deadline: float | None) -> int:
     fd: int | None = None
 
     def attempt() -> bool:
@@ -246,7 +248,7 @@ async def _acquire_transient(path: Path, deadline: float | None) -> int:
     return fd
 
 
-def _open_if_current(path: Path, operation: int, *, create: bool = True) -> int | None:
+def _open_if_current(path: str, operation: int, *, create: bool = True) -> int | None:
     """Lock ``path``; the descriptor once the lock is on the file the path names now."""
     flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
     try:
@@ -272,7 +274,7 @@ def _open_if_current(path: Path, operation: int, *, create: bool = True) -> int 
         raise
 
 
-def _release_transient(path: Path, fd: int) -> None:
+def _release_transient(path: str, fd: int) -> None:
     # Unlinked while still locked: a waiter that gets this inode next sees it is stale.
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -287,7 +289,7 @@ def _try(fd: int, operation: int) -> bool:
     return True
 
 
-async def _wait(attempt: Callable[[], bool], path: Path, deadline: float | None) -> None:
+async def _wait(attempt: Callable[[], bool], path: str | Path, deadline: float | None) -> None:
     # From 1 ms, doubling to 50 ms: the daemon's DEL right after an ADD often
     # finds the status writer holding the lock for a few milliseconds.
     delay = 0.001

@@ -66,8 +66,9 @@ class PendingStatus:
         return {"metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid}}
 
 
-def path_of(cache_dir: str | os.PathLike[str], container_id: str) -> Path:
-    return Path(cache_dir) / f"{container_id}{_SUFFIX}"
+def path_of(cache_dir: str | os.PathLike[str], container_id: str) -> str:
+    # A str, not a Path: a pathlib part named for a container is interned (`locks.lock_path`).
+    return os.path.join(cache_dir, f"{container_id}{_SUFFIX}")
 
 
 def save(cache_dir: str | os.PathLike[str], pending: PendingStatus, *, sync: bool = True) -> None:
@@ -90,7 +91,8 @@ async def warn(source: Source, pending: PendingStatus) -> None:
 def load(cache_dir: str | os.PathLike[str], container_id: str) -> PendingStatus | None:
     path = path_of(cache_dir, container_id)
     try:
-        data = json.loads(path.read_text())
+        with open(path, "rb") as file:
+            data = json.loads(file.read())
         return PendingStatus(**data)
     except FileNotFoundError:
         return None
@@ -103,7 +105,7 @@ def load(cache_dir: str | os.PathLike[str], container_id: str) -> PendingStatus 
 def remove(cache_dir: str | os.PathLike[str], container_id: str) -> None:
     path = path_of(cache_dir, container_id)
     try:
-        path.unlink()
+        os.unlink(path)
     except FileNotFoundError:
         pass
     except OSError:
