@@ -290,8 +290,8 @@ def _try(fd: int, operation: int) -> bool:
 
 
 async def _wait(attempt: Callable[[], bool], path: str | Path, deadline: float | None) -> None:
-    # From 1 ms, doubling to 50 ms: the daemon's DEL right after an ADD often
-    # finds the status writer holding the lock for a few milliseconds.
+    # From 1 ms, doubling to 50 ms: another process's command or status write
+    # usually holds a lock for a few milliseconds.
     delay = 0.001
     while not attempt():
         if deadline is not None and time.monotonic() >= deadline:
