@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from multihome.testing import leaks
@@ -27,3 +29,11 @@ def test_accounting_sees_an_attached_pod_and_a_clean_node_after_del(lab: Lab) ->
     world.delete(pod)
 
     leaks.assert_clean(world.leftovers(pod, before))
+
+
+def test_cache_files_are_those_named_for_the_container(tmp_path: Path) -> None:
+    names = ("c.json", ".c.json.0a1b2c3d.tmp", "c.statuslock", ".gc.lock", "cc.json", "abc.lock")
+    for name in names:
+        (tmp_path / name).touch()
+    found = [p.rsplit("/", 1)[-1] for p in leaks._cache_files("c", [tmp_path])]
+    assert found == [".c.json.0a1b2c3d.tmp", "c.json", "c.statuslock"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,9 +155,13 @@ def _leases(container_id: str, dirs: Paths) -> dict[str, tuple[str, ...]]:
 
 
 def _cache_files(container_id: str, dirs: Paths) -> tuple[str, ...]:
+    # Named for the container: its record, lock, pending status, their temporary
+    # files (``.<id>.json.<hex>.tmp``).  Not a substring: container "c" does not
+    # own the node's ``.gc.lock``.
+    named = re.compile(rf"(?:^|[.\-]){re.escape(container_id)}(?:$|[.\-])")
     out: list[str] = []
     for directory in dirs:
         root = Path(directory)
         if root.is_dir():
-            out.extend(str(p) for p in root.rglob("*") if container_id in p.name)
+            out.extend(str(p) for p in root.rglob("*") if named.search(p.name))
     return tuple(sorted(out))
