@@ -598,6 +598,17 @@ def test_fuzz_requests_arrive_intact(
     assert sent == env
 
 
+@pytest.fixture(scope="module")
+def no_daemon_dir() -> Iterator[Path]:
+    # Apart from fuzz_dir: a config cut short can name any prefix of its socket
+    # dir, and fuzz_dir is where the other fuzz test's daemon listens.
+    path = Path(tempfile.mkdtemp(prefix="mh-nodaemon-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @settings(max_examples=FUZZ_EXAMPLES or 150)
 @given(
     members=shim_members,
@@ -606,10 +617,15 @@ def test_fuzz_requests_arrive_intact(
     junk=st.binary(max_size=20),
 )
 def test_fuzz_failures_are_cni_errors(
-    shim: Path, fuzz_dir: Path, members: dict[str, Any], ascii_only: bool, cut: int, junk: bytes
+    shim: Path,
+    no_daemon_dir: Path,
+    members: dict[str, Any],
+    ascii_only: bool,
+    cut: int,
+    junk: bytes,
 ) -> None:
     whole = json.dumps(
-        {"daemonSocketDir": str(fuzz_dir / "none"), **members}, ensure_ascii=ascii_only
+        {"daemonSocketDir": str(no_daemon_dir / "none"), **members}, ensure_ascii=ascii_only
     ).encode()
     stdin = whole[:cut] + junk if cut < len(whole) else whole
     proc = run(shim, stdin, {"CNI_COMMAND": "ADD", "MULTIHOME_SHIM_TIMEOUT": "0"})
