@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 import urllib.request
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from multihome.cluster.kube import KubeConfig, KubeSource
 from multihome.cni.request import Request
@@ -123,9 +123,6 @@ class Counting:
         return {"add": added - started, "del": deleted - added, "total": deleted - started}
 
 
-_SAMPLE = re.compile(r"^(multihome_\w+?)_(sum|count)\{([^}]*)\} (\S+)$", re.M)
-
-
 def own_time(address: str | None) -> dict[str, float]:
     """Per ADD and per DEL the daemon answered: its request time less its plugins' processes.
 
@@ -138,17 +135,17 @@ def own_time(address: str | None) -> dict[str, float]:
         return {}
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
         text = answer.read().decode()
-    sums: Counter[tuple[str, str, str]] = Counter()
-    for name, kind, labels, value in _SAMPLE.findall(text):
-        command = re.search(r'command="(\w+)"', labels)
-        if command:
-            sums[(name, kind, command.group(1))] += float(value)
+    sums: Counter[tuple[str, str]] = Counter()  # (sample name, command) -> value
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if "command" in sample.labels:
+                sums[(sample.name, sample.labels["command"])] += sample.value
     out = {}
     for command in ("ADD", "DEL"):
-        count = sums[("multihome_cni_request_duration_seconds", "count", command)]
+        count = sums[("multihome_cni_request_duration_seconds_count", command)]
         if count:
-            request = sums[("multihome_cni_request_duration_seconds", "sum", command)]
-            plugins = sums[("multihome_delegate_duration_seconds", "sum", command)]
+            request = sums[("multihome_cni_request_duration_seconds_sum", command)]
+            plugins = sums[("multihome_delegate_duration_seconds_sum", command)]
             out[command] = (request - plugins) / count
     return out
 

@@ -9,6 +9,7 @@ another build (``make -C shim check`` runs them against a sanitizer build).
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -157,14 +158,21 @@ def answer(
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    # Not tmp_path: unix socket paths hold at most 107 bytes.
-    path = Path(tempfile.mkdtemp(prefix="mh-shim-", dir="/tmp"))
+@contextlib.contextmanager
+def short_dir(prefix: str) -> Iterator[Path]:
+    """A directory of its own in /tmp, removed after: not tmp_path, because unix
+    socket paths hold at most 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    with short_dir("mh-shim-") as path:
+        yield path
 
 
 @pytest.fixture
@@ -565,11 +573,8 @@ shim_members = st.fixed_dictionaries(
 
 @pytest.fixture(scope="module")
 def fuzz_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="mh-fuzz-", dir="/tmp"))
-    try:
+    with short_dir("mh-fuzz-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -602,11 +607,8 @@ def test_fuzz_requests_arrive_intact(
 def no_daemon_dir() -> Iterator[Path]:
     # Apart from fuzz_dir: a config cut short can name any prefix of its socket
     # dir, and fuzz_dir is where the other fuzz test's daemon listens.
-    path = Path(tempfile.mkdtemp(prefix="mh-nodaemon-", dir="/tmp"))
-    try:
+    with short_dir("mh-nodaemon-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @settings(max_examples=FUZZ_EXAMPLES or 150)
