@@ -14,10 +14,17 @@ event loop in a thread of this process with a `KubeSource` (the same cache).
   wait for the watch to deliver it, or GET it;
 * thin: the thin plugin ``multihome-cni`` with a kubeconfig (no cache: it
   GETs the pod and the NAD, PATCHes the status and creates the event);
-* direct: the same delegates exec'd directly (`bench.direct`), the floor.
+* direct: the same delegates exec'd directly (`bench.direct`), the floor;
+* floors: what each design costs before any of multihome's own work, timed
+  in the same rounds: the static shim against a daemon that answers at once
+  (`bench.shimstart.NoopDaemon`), and two starts of the interpreter, bare
+  (``python -I -S -c pass``) and with asyncio imported, one for the ADD and
+  one for the DEL of a plugin that is a Python process per call.
 
 Targets (issue 17): warm ADD through the shim <= 1.15x direct, ADD+DEL
 <= 1.10x; thin ADD+DEL <= 1.5x direct (per round, the sides interleaved).
+Each is shown next to its floor, and the thick ADD's target next to what it
+leaves the daemon (the target's margin less the shim's call).
 
 The daemon runs with its default client limits (kube.qps/burst).  A cycle
 costs three requests (PATCH and event on ADD, PATCH on DEL); the rounds are
@@ -29,6 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -47,7 +57,7 @@ from multihome.testing.apiserver import ApiServerDouble, run_in_thread
 from multihome.testing.lab import CNI_BIN_DIR, lab
 from multihome.testing.world import Sandbox, World
 
-from . import node
+from . import node, shimstart
 from .context import Settings
 from .direct import DirectRuntime
 from .report import Panel, Row, Section
@@ -150,6 +160,32 @@ def own_time(address: str | None) -> dict[str, float]:
     return out
 
 
+class Floors:
+    """One round of the floors: the shim's call against a no-op daemon, two Python starts each."""
+
+    def __init__(self) -> None:
+        # A short path of its own: a unix socket's name is at most 107 bytes.
+        self.directory = tempfile.mkdtemp(prefix="mh-floor-", dir="/tmp")
+        self.server = shimstart.NoopDaemon(f"{self.directory}/multihome.sock")
+        self.stdin = json.dumps({**shimstart.CONFIG, "daemonSocketDir": self.directory}).encode()
+        self.shim = [str(node.shim_binary())]
+
+    def cycle(self) -> Timings:
+        def python(*argv: str) -> float:
+            run = shimstart.exec_timed
+            return sum(run([sys.executable, *argv], stdin=b"", env={})["wall"] for _ in range(2))
+
+        return {
+            "shim": shimstart.exec_timed(self.shim, stdin=self.stdin, env=shimstart.ENV)["wall"],
+            "python": python("-I", "-S", "-c", "pass"),
+            "asyncio": python("-c", "import asyncio"),
+        }
+
+    def close(self) -> None:
+        self.server.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 def paced(fn: Callable[[], Timings], period: float) -> Callable[[], Timings]:
     """``fn``, called at most once per ``period`` seconds (the wait is not timed)."""
     last = [0.0]
@@ -235,6 +271,7 @@ def run(settings: Settings) -> Section:
             thin = node.thin_runtime(world, kubeconfig=str(thin_kubeconfig))
             thin.config.pop("manifestDir", None)
             thin_side = Counting(api, thin)
+            floors = Floors()
 
             def cold() -> Timings:
                 n = next(numbers)
@@ -254,6 +291,7 @@ def run(settings: Settings) -> Section:
                         "cold": paced(cold, PERIOD),
                         "thin": paced(lambda: thin_side.cycle(thin_pod), PERIOD),
                         "direct": lambda: _direct_cycle(direct, direct_pod),
+                        "floors": floors.cycle,
                     },
                     rounds=rounds,
                     warmup=WARMUP,
@@ -264,6 +302,7 @@ def run(settings: Settings) -> Section:
                 churn_seconds = time.perf_counter() - started
                 own = own_time(daemon.info().get("metrics")) if daemon is not None else {}
             finally:
+                floors.close()
                 if isinstance(runtime, InProcess):
                     runtime.close()
             events = api.count("create", "events")
@@ -284,7 +323,12 @@ def run(settings: Settings) -> Section:
         Row("direct: ADD latency (the delegates alone)", summaries["direct"]["add"].ms())
     )
     section.rows.append(Row("direct: DEL latency", summaries["direct"]["del"].ms()))
+    direct_add, direct_total = samples["direct"]["add"], samples["direct"]["total"]
+    floor = samples["floors"]
     ratios = {
+        "floor_add": paired(_plus(direct_add, floor["shim"]), direct_add),
+        "floor_thin": paired(_plus(direct_total, floor["python"]), direct_total),
+        "floor_thin_asyncio": paired(_plus(direct_total, floor["asyncio"]), direct_total),
         "warm_add": paired(samples["warm"]["add"], samples["direct"]["add"]),
         "warm_total": paired(samples["warm"]["total"], samples["direct"]["total"]),
         "cold_add": paired(samples["cold"]["add"], samples["direct"]["add"]),
@@ -292,10 +336,21 @@ def run(settings: Settings) -> Section:
         "thin_total": paired(samples["thin"]["total"], samples["direct"]["total"]),
     }
     for key, label, target in (
+        ("floor_add", "floor: (direct ADD + the shim's call) / direct ADD", None),
         ("warm_add", f"warm ADD / direct ADD ({path}), per round", TARGET_ADD),
         ("warm_total", "warm ADD+DEL / direct ADD+DEL, per round", TARGET_ADD_DEL),
         ("cold_add", "cold ADD / direct ADD, per round", None),
         ("thin_add", "thin ADD / direct ADD, per round", None),
+        (
+            "floor_thin",
+            "floor: (direct ADD+DEL + 2 Python starts, -I -S -c pass) / direct",
+            None,
+        ),
+        (
+            "floor_thin_asyncio",
+            "floor: (direct ADD+DEL + 2 Python starts importing asyncio) / direct",
+            None,
+        ),
         ("thin_total", "thin ADD+DEL / direct ADD+DEL, per round", TARGET_THIN),
     ):
         got = ratios[key]
@@ -345,6 +400,15 @@ def run(settings: Settings) -> Section:
                 f"{seconds * 1e3:.1f} ms",
             )
         )
+    # The thick ADD target's margin over the delegates, less the shim's own call.
+    left = Summary.of(
+        [(TARGET_ADD - 1) * a - s for a, s in zip(direct_add, floor["shim"], strict=True)]
+    )
+    section.rows.append(
+        Row(
+            f"what {TARGET_ADD}x direct leaves the daemon per ADD, the shim's call aside", left.ms()
+        )
+    )
     churn_add = Summary.of([t["add"] for t in churned])
     churn_del = Summary.of([t["del"] for t in churned])
     section.rows.append(
@@ -369,6 +433,7 @@ def run(settings: Settings) -> Section:
         ),
         "events_created": events,
         "daemon_own_seconds": own,
+        "target_add_leaves_daemon_ms": left.to_dict(1e3),
         "back_to_back": {
             "cycles": burst,
             "cycles_per_second": burst / churn_seconds,
@@ -402,6 +467,10 @@ def _direct_cycle(direct: DirectRuntime, sandbox: Sandbox) -> Timings:
     direct.call("DEL", sandbox)
     deleted = time.perf_counter()
     return {"add": added - started, "del": deleted - added, "total": deleted - started}
+
+
+def _plus(a: list[float], b: list[float]) -> list[float]:
+    return [x + y for x, y in zip(a, b, strict=True)]
 
 
 def _per_kind(counters: list[Kinds]) -> dict[str, float]:

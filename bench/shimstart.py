@@ -101,7 +101,7 @@ class NoopDaemon:
         self.thread.join(timeout=5)
 
 
-def _exec(argv: list[str], *, stdin: bytes, env: dict[str, str]) -> Timings:
+def exec_timed(argv: list[str], *, stdin: bytes, env: dict[str, str]) -> Timings:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(argv, input=stdin, env=env, capture_output=True, check=False)
@@ -125,19 +125,21 @@ def run(settings: Settings) -> Section:
         version = {"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin"}
         samples = interleaved(
             {
-                "exec /bin/true": lambda: _exec([true], stdin=b"", env={}),
-                "shim -v (no request)": lambda: _exec([shim, "-v"], stdin=b"", env={}),
-                "shim -> no-op daemon": lambda: _exec([shim], stdin=stdin, env=ENV),
-                "thin plugin VERSION": lambda: _exec(
+                "exec /bin/true": lambda: exec_timed([true], stdin=b"", env={}),
+                "shim -v (no request)": lambda: exec_timed([shim, "-v"], stdin=b"", env={}),
+                "shim -> no-op daemon": lambda: exec_timed([shim], stdin=stdin, env=ENV),
+                "thin plugin VERSION": lambda: exec_timed(
                     node.thin_argv(), stdin=b'{"cniVersion":"1.0.0"}', env=version
                 ),
-                "python -I -S -c pass (the floor)": lambda: _exec(
+                "python -I -S -c pass (the floor)": lambda: exec_timed(
                     [sys.executable, "-I", "-S", "-c", "pass"], stdin=b"", env={}
                 ),
-                "python -c pass": lambda: _exec([sys.executable, "-c", "pass"], stdin=b"", env={}),
+                "python -c pass": lambda: exec_timed(
+                    [sys.executable, "-c", "pass"], stdin=b"", env={}
+                ),
                 # What any call of a Python plugin on asyncio pays before its own work
                 # (the thin plugin's ADD and DEL; VERSION does without).
-                "python -c 'import asyncio'": lambda: _exec(
+                "python -c 'import asyncio'": lambda: exec_timed(
                     [sys.executable, "-c", "import asyncio"], stdin=b"", env={}
                 ),
             },
