@@ -5,6 +5,8 @@ on every call: the real plugin as a child process (a hook lists its modules
 at exit), real namespaces and plugins, the API double behind a kubeconfig in
 JSON.  A pod whose NADs name no resourceName needs no DRA, a JSON kubeconfig
 no PyYAML, and nothing of the daemon's or the doctor's stack belongs here.
+A DEL that has its record needs no planning layer either: it runs what the
+record names.
 The same hook sees the cyclic collector as the call leaves it: off, with
 what the imports made frozen (multihome.thin.main).
 """
@@ -38,6 +40,16 @@ HEAVY = {
     "aiohttp",
     "tempfile",  # shutil and the compression modules with it (atomicfile does without)
 }
+#: What only planning, pre-flight, verification and the network-status need.
+PLANNING = {
+    "multihome.networks.attachment",
+    "multihome.networks.selection",
+    "multihome.networks.validation",
+    "multihome.networks.status",
+    "multihome.networks.plugins",
+    "multihome.engine.hotplug",
+    "multihome.engine.probing",
+}
 
 LIST_MODULES = (
     "import atexit, gc, sys\n"
@@ -50,9 +62,9 @@ LIST_MODULES = (
 )
 
 
-def _heavy(modules: Path) -> list[str]:
+def _heavy(modules: Path, heavy: set[str] = HEAVY) -> list[str]:
     names = modules.read_text().splitlines()[1:]
-    return sorted(n for n in names if any(n == h or n.startswith(h + ".") for h in HEAVY))
+    return sorted(n for n in names if any(n == h or n.startswith(h + ".") for h in heavy))
 
 
 def _collector(modules: Path) -> tuple[bool, int]:
@@ -93,6 +105,10 @@ def test_a_thin_add_and_del_import_nothing_heavy(lab: Lab, tmp_path: Path) -> No
                     "annotations"
                 ].get("k8s.v1.cni.cncf.io/network-status")
             assert _heavy(modules) == [], command
+            if command == "ADD":
+                assert _heavy(modules, PLANNING), "the listing would see the planning layer"
+            else:
+                assert _heavy(modules, PLANNING) == []
             # The collector stays off for the call and what it made is frozen
             # before the exit (multihome.thin.main says why).
             enabled, frozen = _collector(modules)
