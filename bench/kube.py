@@ -28,7 +28,8 @@ leaves the daemon (the target's margin less the shim's call).
 
 The daemon runs with its default client limits (kube.qps/burst).  A cycle
 costs three requests (PATCH and event on ADD, PATCH on DEL); the rounds are
-paced to a plausible pace of pods coming and going.  A last run of
+paced to a plausible pace of pods coming and going, every side alike (the
+direct one too), so that no side alone starts its cycles after an idle pause.  A last run of
 back-to-back cycles shows what the limits do to a node churning pods.
 """
 
@@ -290,7 +291,7 @@ def run(settings: Settings) -> Section:
                         "warm": paced(lambda: warm_side.cycle(warm), PERIOD),
                         "cold": paced(cold, PERIOD),
                         "thin": paced(lambda: thin_side.cycle(thin_pod), PERIOD),
-                        "direct": lambda: _direct_cycle(direct, direct_pod),
+                        "direct": paced(lambda: _direct_cycle(direct, direct_pod), PERIOD),
                         "floors": floors.cycle,
                     },
                     rounds=rounds,

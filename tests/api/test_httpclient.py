@@ -242,6 +242,22 @@ async def test_a_server_that_closes_after_each_answer():
     assert server.connections == 3
 
 
+async def test_a_write_that_wants_no_answer_reads_it_undecoded_and_keeps_the_connection():
+    # The status PATCH and the event POST throw the server's object away: it
+    # is read to its end (the connection serves the next request) and never
+    # parsed, so a body no JSON parser takes does not fail them.
+    def answer(request: h11.Request, _: int) -> list[h11.Event]:
+        return ok(b'{"kind":"Pod"}' if request.method == b"GET" else b"{not json")
+
+    async with Scripted(answer) as server, scripted_client(server) as client:
+        assert await client.patch(f"{PODS}/web/status", {"metadata": {}}, answer=False) == {}
+        assert await client.create("/api/v1/namespaces/default/events", {}, answer=False) == {}
+        assert await client.get(f"{PODS}/web") == {"kind": "Pod"}
+        with pytest.raises(ApiUnreachable, match="not JSON"):
+            await client.patch(f"{PODS}/web/status", {"metadata": {}})
+    assert (len(server.requests), server.connections) == (4, 1)
+
+
 async def test_a_keep_alive_connection_closed_as_a_request_goes_out():
     # The server takes the second request on a connection and closes it
     # unanswered, as a server timing out an idle connection at that instant.

@@ -140,7 +140,10 @@ class EventRecorder:
         event = self._event(pending)
         try:
             await self.client.create(
-                f"/api/v1/namespaces/{namespace}/events", event, retry_seconds=self.retry_seconds
+                f"/api/v1/namespaces/{namespace}/events",
+                event,
+                retry_seconds=self.retry_seconds,
+                answer=False,
             )
         except KubeApiError as err:
             if err.code == 409:  # a retried create that had gone through after all

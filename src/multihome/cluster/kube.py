@@ -510,6 +510,7 @@ class KubeSource:
             {"metadata": meta},
             retry_seconds=self.config.status_retry_seconds,
             retry_conflicts=True,
+            answer=False,
         )
 
     async def _update_status(self, namespace: str, name: str, uid: str, status: str | None) -> None:

@@ -178,8 +178,14 @@ class KubeClient:
         content_type: str = MERGE_PATCH,
         retry_seconds: float = 0.0,
         retry_conflicts: bool = False,
+        answer: bool = True,
     ) -> Object:
-        """A patch; the caller says whether it is idempotent enough to retry."""
+        """A patch; the caller says whether it is idempotent enough to retry.
+
+        ``answer=False``: the object the server sends back is read but not
+        decoded, and ``{}`` returned (a pod with its managedFields is tens of
+        kilobytes that a caller writing one annotation throws away).
+        """
         return await self._call(
             "patch",
             "PATCH",
@@ -188,14 +194,20 @@ class KubeClient:
             content_type=content_type,
             retry_seconds=retry_seconds,
             retry_conflicts=retry_conflicts,
+            answer=answer,
         )
 
     async def update(self, path: str, body: Object, *, retry_seconds: float = 0.0) -> Object:
         """A PUT; its resourceVersion makes a retry that had gone through a 409, not a repeat."""
         return await self._call("update", "PUT", path, body=body, retry_seconds=retry_seconds)
 
-    async def create(self, path: str, body: Object, *, retry_seconds: float = 0.0) -> Object:
-        return await self._call("create", "POST", path, body=body, retry_seconds=retry_seconds)
+    async def create(
+        self, path: str, body: Object, *, retry_seconds: float = 0.0, answer: bool = True
+    ) -> Object:
+        """A new object; ``answer`` as for `patch`."""
+        return await self._call(
+            "create", "POST", path, body=body, retry_seconds=retry_seconds, answer=answer
+        )
 
     async def watch(self, path: str, *, query: dict[str, str]) -> AsyncGenerator[Object, None]:
         """The events of one watch request, until the server ends it.
@@ -245,6 +257,7 @@ class KubeClient:
         content_type: str = JSON,
         retry_seconds: float = 0.0,
         retry_conflicts: bool = False,
+        answer: bool = True,
     ) -> Object:
         deadline = self._clock() + retry_seconds
         backoff = Backoff(initial=self._backoff[0], maximum=self._backoff[1])
@@ -265,7 +278,7 @@ class KubeClient:
                         payload = await response.read(MAX_BODY)
                     except HttpError as err:
                         raise ApiUnreachable(f"{verb} {path}: {err}") from err
-                return _decode(payload, path)
+                return _decode(payload, path) if answer else {}
             except KubeApiError as err:
                 retry = err.transient or (
                     retry_conflicts and err.code == 409 and not err.precondition_failed
