@@ -9,10 +9,13 @@ network with host-local IPAM.
 
 The baseline runs the same delegates (each pod's configs from its cache
 record, `bench.direct`) with the same concurrency, so the ratio of the two
-"last pod attached" times is multihome's cost under a burst.  Rounds
-alternate which side goes first.  Reported: time until the last pod is
-attached, p50/p99 per pod, failures (must be 0), API requests during the
-burst, and the peak resident memory of the daemon together with the plugin
+"last pod attached" times is multihome's cost under a burst.  The thin
+plugin (``multihome-cni``, a kubeconfig in JSON, no cache: each call its own
+interpreter and its own client) runs the same burst too: what a node in
+thin mode goes through after a reboot.  Rounds rotate which side goes
+first.  Reported: time until the last pod is attached, p50/p99 per pod,
+failures (must be 0), API requests during the burst, and the peak resident
+memory of the daemon together with the plugin
 processes it runs (what a container memory limit counts: upstream users hit
 OOM kills with 50 MiB limits here), sampled from /proc every few ms, and
 the daemon's own peak.
@@ -30,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from multihome.testing.apiserver import run_in_thread
 from multihome.testing.lab import CNI_BIN_DIR, lab
@@ -74,10 +79,17 @@ def _rss_kib(pid: int) -> int:
 
 
 class PeakMemory:
-    """The largest sum of RSS over a process tree, sampled in a thread while active."""
+    """The largest sum of RSS over a process tree, sampled in a thread while active.
 
-    def __init__(self, pid: int, period: float = 0.005) -> None:
+    ``children_of``: the descendants of ``pid`` only, none of the processes
+    in ``besides`` (this harness's own children: the daemon, for a thin burst).
+    """
+
+    def __init__(
+        self, pid: int, period: float = 0.005, *, children_of: bool = False, besides: int = 0
+    ) -> None:
         self.pid, self.period = pid, period
+        self.children_of, self.besides = children_of, besides
         self.peak_kib = 0
         self.peak_processes = 0
         self.own_peak_kib = 0
@@ -87,8 +99,11 @@ class PeakMemory:
     def _sample(self) -> None:
         while not self._stop.is_set():
             pids = _tree(self.pid)
+            if self.children_of:
+                skip = set(_tree(self.besides)) if self.besides else set()
+                pids = [self.pid, *(p for p in pids[1:] if p not in skip)]
             sizes = [_rss_kib(p) for p in pids]
-            total = sum(sizes)
+            total = sum(sizes[1:]) if self.children_of else sum(sizes)
             self.own_peak_kib = max(self.own_peak_kib, sizes[0])
             if total > self.peak_kib:
                 self.peak_kib, self.peak_processes = total, len(pids)
@@ -143,6 +158,8 @@ def run(settings: Settings) -> Section:
         world.macvlan_nad("lan1", master=the_lab.macvlan_parent("lan"), subnet=world.lan_subnet(1))
         api.create(json.loads((world.manifests / "nad-default-lan1.json").read_text()))
         kubeconfig = api.write_kubeconfig(world.root / "kubeconfig")
+        thin_kubeconfig = world.root / "kubeconfig.json"
+        thin_kubeconfig.write_text(json.dumps(yaml.safe_load(kubeconfig.read_text())))
         pods = []
         for index in range(PODS):
             pod = world.pod(f"burst-{index}", "lan1")
@@ -167,13 +184,25 @@ def run(settings: Settings) -> Section:
                 for p in pods
             }
             _burst(via_shim, "DEL", pods)
-            results: dict[str, list[dict[str, Any]]] = {"shim": [], "direct": []}
+            thin = node.thin_runtime(world, kubeconfig=str(thin_kubeconfig))
+            thin.config.pop("manifestDir", None)
+            sides: dict[str, dict[str, node.Runtime | DirectRuntime]] = {
+                "shim": via_shim,
+                "direct": direct,
+                "thin": {p.container_id: thin for p in pods},
+            }
+            results: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+            names = list(sides)
             for index in range(rounds):
-                order = ["shim", "direct"] if index % 2 == 0 else ["direct", "shim"]
-                for side in order:
-                    runtimes = via_shim if side == "shim" else direct
+                shift = index % len(names)
+                for side in names[shift:] + names[:shift]:
+                    runtimes = sides[side]
                     api.reset_requests()
-                    with PeakMemory(node.pid_of(d)) as sampled:
+                    if side == "thin":
+                        sampler = PeakMemory(os.getpid(), children_of=True, besides=node.pid_of(d))
+                    else:
+                        sampler = PeakMemory(node.pid_of(d))
+                    with sampler as sampled:
                         wall, latencies, failures = _burst(runtimes, "ADD", pods)
                     requests = api.count()
                     del_wall, _, del_failures = _burst(runtimes, "DEL", pods)
@@ -185,8 +214,8 @@ def run(settings: Settings) -> Section:
                             "failure_samples": (failures + del_failures)[:3],
                             "api_requests": requests,
                             "del_seconds": del_wall,
-                            "peak_kib": sampled.peak_kib if side == "shim" else None,
-                            "peak_processes": sampled.peak_processes if side == "shim" else None,
+                            "peak_kib": sampled.peak_kib if side != "direct" else None,
+                            "peak_processes": sampled.peak_processes if side != "direct" else None,
                             "daemon_peak_kib": sampled.own_peak_kib if side == "shim" else None,
                         }
                     )
@@ -194,13 +223,18 @@ def run(settings: Settings) -> Section:
 
     shim_walls = [r["seconds"] for r in results["shim"]]
     direct_walls = [r["seconds"] for r in results["direct"]]
+    thin_walls = [r["seconds"] for r in results["thin"]]
     ratios = [s / d for s, d in zip(shim_walls, direct_walls, strict=True)]
     ratio = Summary.of(ratios)
+    thin_ratio = Summary.of([t / d for t, d in zip(thin_walls, direct_walls, strict=True)])
     per_pod = {k: Summary.of([x for r in v for x in r["latencies"]]) for k, v in results.items()}
     failures = sum(r["failures"] for v in results.values() for r in v)
     peak = max(r["peak_kib"] or 0 for r in results["shim"])
     own_peak = max(r["daemon_peak_kib"] or 0 for r in results["shim"])
     requests = max(r["api_requests"] for r in results["shim"])
+    thin_peak = max(r["peak_kib"] or 0 for r in results["thin"])
+    thin_processes = max(r["peak_processes"] or 0 for r in results["thin"])
+    thin_requests = max(r["api_requests"] for r in results["thin"])
     section.rows += [
         Row(
             f"{PODS} pods at once through shim -> daemon: last attached",
@@ -224,6 +258,17 @@ def run(settings: Settings) -> Section:
             "burst: peak RSS of the daemon and its plugin processes",
             f"{peak / 1024:.1f} MiB (the daemon alone {own_peak / 1024:.1f} MiB)",
         ),
+        Row(
+            f"{PODS} pods at once, thin plugin: last attached",
+            f"{Summary.of(thin_walls).median:.2f} s; per pod p50 {per_pod['thin'].median * 1e3:.0f}"
+            f" ms, p99 {per_pod['thin'].p99 * 1e3:.0f} ms",
+        ),
+        Row("burst: thin / direct (per round)", f"{thin_ratio.median:.2f}"),
+        Row("thin burst: API requests during the ADD burst", str(thin_requests)),
+        Row(
+            "thin burst: peak RSS of the plugin processes",
+            f"{thin_peak / 1024:.1f} MiB ({thin_processes - 1} processes at the peak)",
+        ),
         Row("leaks after", node.leak_text(found), "0", not any(found.values())),
     ]
     section.data = {
@@ -231,6 +276,7 @@ def run(settings: Settings) -> Section:
         "rounds": rounds,
         "latency_ms": LATENCY_MS,
         "ratios": ratios,
+        "thin_ratios": thin_ratio.to_dict(),
         "per_pod_ms": {k: v.to_dict(1e3) for k, v in per_pod.items()},
         "rounds_data": {
             k: [{x: y for x, y in r.items() if x != "latencies"} for r in v]
