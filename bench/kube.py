@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -146,7 +146,7 @@ def own_time(address: str | None) -> dict[str, float]:
         return {}
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
         text = answer.read().decode()
-    sums: Counter[tuple[str, str]] = Counter()  # (sample name, command) -> value
+    sums: defaultdict[tuple[str, str], float] = defaultdict(float)  # (sample, command) -> value
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if "command" in sample.labels:
