@@ -15,10 +15,10 @@ interpreter and its own client) runs the same burst too: what a node in
 thin mode goes through after a reboot.  Rounds rotate which side goes
 first.  Reported: time until the last pod is attached, p50/p99 per pod,
 failures (must be 0), API requests during the burst, and the peak resident
-memory of the daemon together with the plugin
-processes it runs (what a container memory limit counts: upstream users hit
-OOM kills with 50 MiB limits here), sampled from /proc every few ms, and
-the daemon's own peak.
+memory of the daemon together with the plugin processes it runs (what a
+container memory limit counts: upstream users hit OOM kills with 50 MiB
+limits here), sampled from /proc every few ms, and the daemon's own peak;
+for the thin burst, of its plugin processes.
 
 ``BENCH_BURST_KUBE='{"qps": 10, "burst": 20}'`` runs the daemon with other
 client limits (the daemon file's ``kube`` keys), to compare them.

@@ -29,8 +29,9 @@ leaves the daemon (the target's margin less the shim's call).
 The daemon runs with its default client limits (kube.qps/burst).  A cycle
 costs three requests (PATCH and event on ADD, PATCH on DEL); the rounds are
 paced to a plausible pace of pods coming and going, every side alike (the
-direct one too), so that no side alone starts its cycles after an idle pause.  A last run of
-back-to-back cycles shows what the limits do to a node churning pods.
+direct one too), so that no side alone starts its cycles after an idle
+pause.  A last run of back-to-back cycles shows what the limits do to a
+node churning pods.
 """
 
 from __future__ import annotations
@@ -173,8 +174,8 @@ class Floors:
 
     def cycle(self) -> Timings:
         def python(*argv: str) -> float:
-            run = shimstart.exec_timed
-            return sum(run([sys.executable, *argv], stdin=b"", env={})["wall"] for _ in range(2))
+            argv = (sys.executable, *argv)
+            return sum(shimstart.exec_timed([*argv], stdin=b"", env={})["wall"] for _ in range(2))
 
         return {
             "shim": shimstart.exec_timed(self.shim, stdin=self.stdin, env=shimstart.ENV)["wall"],
