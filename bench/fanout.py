@@ -8,10 +8,14 @@ also time the secondary delegates' phase alone (first exec to last exit,
 from a timing wrapper around the plugin executor), which shows how much the
 parallel part itself gains and how much of the ADD is not parallel at all
 (the cluster network, which runs first, and multihome's own work).
+Beside the target, the bound this machine puts on it: the sequential ADD
+with its secondary phase divided among the cores (at most one per network),
+everything else as it was.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,6 +150,21 @@ def run(settings: Settings) -> Section:
         )
     section.rows.append(
         Row("secondary phase parallel/sequential (engine)", ratio_text(ratios["engine_phase"]))
+    )
+    cores = min(len(os.sched_getaffinity(0)), len(NETWORKS))
+    sequential = samples["engine sequential"]
+    bound = Summary.of(
+        [
+            (add - phase + phase / cores) / add
+            for add, phase in zip(sequential["add"], sequential["phase"], strict=True)
+        ]
+    )
+    ratios["bound"] = bound
+    section.rows.append(
+        Row(
+            f"bound: the secondary phase on {cores} cores, the rest as it was (engine)",
+            ratio_text(bound),
+        )
     )
     section.rows.append(Row("leaks after", node.leak_text(found), "0", not any(found.values())))
     section.data = {
