@@ -42,7 +42,7 @@ from multihome.cni.process import Exec, SubprocessExec
 from multihome.cni.request import Request
 from multihome.cni.version import version_text
 from multihome.engine import statuswrites
-from multihome.engine.engine import Engine
+from multihome.engine.engine import Engine, import_planning
 from multihome.networks.config import MultusConfig
 
 from . import logs, wire
@@ -141,6 +141,7 @@ class Daemon:
         self.hotplug: HotplugController | None = None
         self._local = self._engine(None)
         self._cluster = self._engine(source)
+        import_planning()
 
     @property
     def draining(self) -> bool:

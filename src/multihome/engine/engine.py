@@ -59,11 +59,24 @@ from .conffiles import DiskFiles
 # network-status) is imported where an ADD, a re-plan or a DEL without its
 # record first needs it: a thin DEL with its record is a new interpreter
 # that needs none of it (22 ms of its 190 here; tests/netns/test_thin_imports.py).
+# A long-lived process takes it at start instead (`import_planning`).
 if TYPE_CHECKING:
     from multihome.cluster.kube import KubeSource
     from multihome.networks.attachment import Attachment, PodPlan
 
 log = logging.getLogger(__name__)
+
+
+def import_planning() -> None:
+    """Import what the engine otherwise imports where it is first needed.
+
+    For the daemon, at start: its first request should not wait for the
+    imports, nor every other request on the event loop while they run.
+    """
+    from multihome.networks import attachment, plugins, status, validation  # noqa: F401
+
+    from . import hotplug, probing  # noqa: F401
+
 
 #: Upstream waits this long for the readiness indicator file on ADD.
 READINESS_WAIT = 45.0
