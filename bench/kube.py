@@ -173,9 +173,9 @@ class Floors:
         self.shim = [str(node.shim_binary())]
 
     def cycle(self) -> Timings:
-        def python(*argv: str) -> float:
-            argv = (sys.executable, *argv)
-            return sum(shimstart.exec_timed([*argv], stdin=b"", env={})["wall"] for _ in range(2))
+        def python(*args: str) -> float:
+            command = [sys.executable, *args]
+            return sum(shimstart.exec_timed(command, stdin=b"", env={})["wall"] for _ in range(2))
 
         return {
             "shim": shimstart.exec_timed(self.shim, stdin=self.stdin, env=shimstart.ENV)["wall"],

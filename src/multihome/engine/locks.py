@@ -62,12 +62,12 @@ class LockTimeout(Exception):
     """The lock was not free in time; the message names the file."""
 
 
-def lock_path(cache_dir: str | os.PathLike[str], container_id: str) -> str:
+def lock_path(cache_dir: str | os.PathLike[str], container_id: str, suffix: str = _SUFFIX) -> str:
     # A str, not a Path: pathlib interns each part it parses, and parts named
     # for containers (or process groups) come and go with every request; that
     # churn made CPython resize its interned-string table for good, +0.5 MiB
     # in the daemon (docs/limits.md, "Daemon memory").
-    return os.path.join(cache_dir, f"{container_id}{_SUFFIX}")
+    return os.path.join(cache_dir, f"{container_id}{suffix}")
 
 
 @contextlib.asynccontextmanager
@@ -103,7 +103,7 @@ async def status_lock(
 
     A lock that cannot be made is an `OSError`: status writes are best effort.
     """
-    path = os.path.join(cache_dir, f"{container_id}{_STATUS_SUFFIX}")  # a str: `lock_path`
+    path = lock_path(cache_dir, container_id, _STATUS_SUFFIX)
     deadline = None if timeout is None else time.monotonic() + timeout
     async with _in_process(path, deadline):
         fd = await _acquire_transient(path, deadline)
